@@ -1,0 +1,32 @@
+import * as os from "node:os";
+import * as path from "node:path";
+import process from "node:process";
+import { nodeFs } from "./fs.ts";
+import { nodeStdio } from "./stdio.ts";
+import type { Host, RuntimeInfo } from "./types.ts";
+
+/** Which runtime is running this code. */
+export function runtimeInfo(): RuntimeInfo {
+  const g = globalThis as { Deno?: { version: { deno: string } }; Bun?: { version: string } };
+  if (g.Deno) return { name: "deno", version: g.Deno.version.deno };
+  if (g.Bun) return { name: "bun", version: g.Bun.version };
+  return { name: "node", version: process.versions.node };
+}
+
+/** The host for the runtime this process runs on. */
+export function createHost(): Host {
+  return {
+    runtime: runtimeInfo(),
+    fs: nodeFs(),
+    stdio: nodeStdio(),
+    env: (name) => process.env[name],
+    homeDir: () => os.homedir(),
+    resolvePath: (p) => path.resolve(p),
+    machine: () => ({
+      cpu: os.cpus()[0]?.model ?? "unknown",
+      cores: os.cpus().length,
+      memoryBytes: os.totalmem(),
+      os: `${os.type()} ${os.release()} ${os.arch()}`,
+    }),
+  };
+}
