@@ -10,3 +10,4 @@
 export type { Host, HostFs, HostStat, HostDirent, HostStdio, RuntimeInfo } from "./types.ts";
 export { createHost } from "./create.ts";
 export { HostFsError } from "./types.ts";
+export { progressBar, type Progress } from "./progress.ts";

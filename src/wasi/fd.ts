@@ -51,3 +51,26 @@ export class FsContext {
     return this.#nextIno;
   }
 }
+
+/**
+ * browser_wasi_shim 0.4.2's `Filestat.write_bytes` writes atim/mtim/ctim at
+ * offsets 38/46/52 instead of 40/48/56 (WASI's `filestat` layout), which
+ * clobbers the top bytes of `size` as soon as atim is not 0. Every crvm fd
+ * returns this subclass, whose `write_bytes` follows the layout.
+ *
+ * @example
+ * const st = new CrvmFilestat(ino, wasi.FILETYPE_REGULAR_FILE, 5n);
+ * st.write_bytes(view, ptr); // 64 bytes at ptr
+ */
+export class CrvmFilestat extends wasi.Filestat {
+  override write_bytes(view: DataView, ptr: number): void {
+    view.setBigUint64(ptr, this.dev, true);
+    view.setBigUint64(ptr + 8, this.ino, true);
+    view.setUint8(ptr + 16, this.filetype);
+    view.setBigUint64(ptr + 24, this.nlink, true);
+    view.setBigUint64(ptr + 32, this.size, true);
+    view.setBigUint64(ptr + 40, this.atim, true);
+    view.setBigUint64(ptr + 48, this.mtim, true);
+    view.setBigUint64(ptr + 56, this.ctim, true);
+  }
+}

@@ -1,0 +1,90 @@
+// The `crvm` command line. This entry may touch the runtime (process exit);
+// everything else goes through the Host.
+import process from "node:process";
+import { Command, CommanderError } from "commander";
+import { CrvmError } from "../errors.ts";
+import { createHost, type Host } from "../host/mod.ts";
+import { CRVM_VERSION } from "../checkpoint/dump.ts";
+import { inspectCommand } from "./inspect.ts";
+import { checkpointSpec, collect, parseDir, parseEnv } from "./options.ts";
+import { restoreCommand } from "./restore.ts";
+import { runCommand } from "./run.ts";
+
+type Opts = Record<string, unknown>;
+
+function checkpointOptions(cmd: Command): Command {
+  return cmd
+    .option("--checkpoint-after <ms>", "freeze at the next yield point after MS milliseconds and write a snapshot")
+    .option("--checkpoint-after-yields <n>", "freeze at the N-th yield point instead (deterministic; for tests)")
+    .option("--checkpoint-file <path>", "where to write the snapshot (atomically)")
+    .option("--leave-running", "continue after writing the snapshot instead of stopping")
+    .option("--stats", "print run statistics (yield points passed) to stderr at the end");
+}
+
+function program(host: Host, setCode: (n: number) => void): Command {
+  const p = new Command("crvm")
+    .description("Run WebAssembly WASI programs as checkpointable task trees")
+    .version(CRVM_VERSION)
+    .showSuggestionAfterError(true)
+    .exitOverride()
+    .configureOutput({ outputError: (s, write) => write(`crvm: ${s.replace(/^error: /, "").trim()}\n`) })
+    .enablePositionalOptions();
+
+  checkpointOptions(
+    p.command("run")
+      .description("run a WASI command module (.wasm or .wat)")
+      .argument("<module>", "MODULE.wasm or MODULE.wat")
+      .argument("[args...]", "arguments for the guest")
+      .option("--dir <HOST[::GUEST]>", "preopen a host directory (read-write), optionally under another guest path", collect(parseDir), [])
+      .option("--tmpfs <GUEST>", "preopen an empty in-memory directory at GUEST", collect((s: string) => s), [])
+      .option("--env <NAME=VALUE>", "set an environment variable for the guest", collect(parseEnv), [])
+      .passThroughOptions(),
+  ).action(async (module: string, args: string[], o: Opts) => {
+    setCode(await runCommand(host, {
+      module,
+      args,
+      dirs: o.dir as never,
+      tmpfs: o.tmpfs as string[],
+      env: o.env as string[],
+      checkpoint: checkpointSpec(o),
+      stats: !!o.stats,
+    }));
+  });
+
+  checkpointOptions(
+    p.command("restore")
+      .description("continue a checkpointed program from a snapshot")
+      .argument("<snapshot>", "snapshot file")
+      .option("--dir <HOST[::GUEST]>", "use HOST for the guest directory GUEST instead of the recorded one", collect(parseDir), []),
+  ).action(async (snapshot: string, o: Opts) => {
+    setCode(await restoreCommand(host, { snapshot, dirs: o.dir as never, checkpoint: checkpointSpec(o), stats: !!o.stats }));
+  });
+
+  p.command("inspect")
+    .description("show what a snapshot holds")
+    .argument("<snapshot>", "snapshot file")
+    .option("--json", "print the image as JSON")
+    .action(async (snapshot: string, o: Opts) => {
+      setCode(await inspectCommand(host, { snapshot, json: !!o.json }));
+    });
+  return p;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const host = createHost();
+  let code = 0;
+  try {
+    await program(host, (n) => (code = n)).parseAsync(argv, { from: "user" });
+  } catch (e) {
+    if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2;
+    if (e instanceof CrvmError) {
+      process.stderr.write(`crvm: ${e.message}\n`);
+      return 1;
+    }
+    process.stderr.write(`crvm: internal error: ${e instanceof Error ? e.stack ?? e.message : String(e)}\n`);
+    return 70;
+  }
+  return code;
+}
+
+process.exit(await main(process.argv.slice(2)));

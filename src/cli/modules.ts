@@ -1,0 +1,43 @@
+// Reading a module file (binary or text) and getting it instrumented.
+import { ModuleError } from "../errors.ts";
+import { type Host, HostFsError, progressBar } from "../host/mod.ts";
+import { type InstrumentedModule, instrumentModule, isWasmBinary, watToWasm } from "../instrument/mod.ts";
+import type { LoadedModule } from "../checkpoint/restore.ts";
+import { cacheDir } from "./options.ts";
+
+/** Reads MODULE.wasm or MODULE.wat; a missing or unreadable file is a one-line ModuleError. */
+export async function readModuleFile(host: Host, path: string): Promise<Uint8Array> {
+  let bytes: Uint8Array;
+  try {
+    bytes = host.fs.readFile(host.resolvePath(path));
+  } catch (e) {
+    const why = e instanceof HostFsError ? (e.code === "ENOENT" ? "no such file" : e.code === "EISDIR" ? "is a directory" : e.code) : String(e);
+    throw new ModuleError(`Cannot read module "${path}": ${why}`);
+  }
+  if (isWasmBinary(bytes)) return bytes;
+  if (path.endsWith(".wat") || path.endsWith(".wast")) return await watToWasm(new TextDecoder().decode(bytes), path);
+  throw new ModuleError(`Cannot load module "${path}": not a WebAssembly binary (bad magic) and not a .wat file`);
+}
+
+/** Instruments (or takes from the cache) and compiles a module. */
+export async function loadModule(host: Host, source: Uint8Array, name: string): Promise<LoadedModule> {
+  const bar = progressBar(`instrumenting ${name}`);
+  let module: InstrumentedModule;
+  try {
+    module = await instrumentModule(source, {
+      name,
+      cacheDir: cacheDir(host),
+      fs: host.fs,
+      onProgress: (p) => bar.update(p.stage, p.done, p.total),
+    });
+  } finally {
+    bar.stop();
+  }
+  let compiled: WebAssembly.Module;
+  try {
+    compiled = await WebAssembly.compile(module.wasm as Uint8Array<ArrayBuffer>);
+  } catch (e) {
+    throw new ModuleError(`Cannot compile module "${name}": ${(e as Error).message}`);
+  }
+  return { module, compiled };
+}

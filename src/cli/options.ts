@@ -1,0 +1,61 @@
+// Parsing of option values shared by the commands.
+import { UsageError } from "../errors.ts";
+import type { Host } from "../host/mod.ts";
+
+export interface DirSpec {
+  host: string;
+  guest: string;
+}
+
+/** `--dir HOST[::GUEST]` as in wasmtime's CLI: GUEST defaults to HOST. */
+export function parseDir(spec: string): DirSpec {
+  const i = spec.indexOf("::");
+  const host = i < 0 ? spec : spec.slice(0, i);
+  const guest = i < 0 ? spec : spec.slice(i + 2);
+  if (host === "" || guest === "") throw new UsageError(`--dir "${spec}": expected HOST or HOST::GUEST`);
+  return { host, guest };
+}
+
+/** `--env K=V`. */
+export function parseEnv(spec: string): string {
+  const i = spec.indexOf("=");
+  if (i <= 0) throw new UsageError(`--env "${spec}": expected NAME=VALUE`);
+  return spec;
+}
+
+export function parseCount(flag: string, value: string): number {
+  if (!/^\d+$/.test(value)) throw new UsageError(`${flag} "${value}": expected a non-negative whole number`);
+  return Number(value);
+}
+
+export const collect = <T>(parse: (s: string) => T) => (value: string, prev: T[] = []) => [...prev, parse(value)];
+
+/** Where transformed modules are cached: $CRVM_CACHE, else $XDG_CACHE_HOME/crvm, else ~/.cache/crvm. */
+export function cacheDir(host: Host): string | null {
+  const explicit = host.env("CRVM_CACHE");
+  if (explicit !== undefined && explicit !== "") return host.resolvePath(explicit);
+  const xdg = host.env("XDG_CACHE_HOME");
+  if (xdg) return host.resolvePath(`${xdg}/crvm`);
+  const home = host.homeDir();
+  return home ? `${home}/.cache/crvm` : null;
+}
+
+export interface CheckpointSpec {
+  afterMs?: number;
+  afterYields?: number;
+  file?: string;
+  leaveRunning: boolean;
+}
+
+/** Checks the --checkpoint-* flags go together. */
+export function checkpointSpec(o: { checkpointAfter?: string; checkpointAfterYields?: string; checkpointFile?: string; leaveRunning?: boolean }): CheckpointSpec {
+  const spec: CheckpointSpec = { leaveRunning: !!o.leaveRunning };
+  if (o.checkpointAfter !== undefined) spec.afterMs = parseCount("--checkpoint-after", o.checkpointAfter);
+  if (o.checkpointAfterYields !== undefined) spec.afterYields = parseCount("--checkpoint-after-yields", o.checkpointAfterYields);
+  const when = spec.afterMs !== undefined || spec.afterYields !== undefined;
+  if (when && !o.checkpointFile) throw new UsageError("--checkpoint-after needs --checkpoint-file PATH");
+  if (!when && o.checkpointFile) throw new UsageError("--checkpoint-file needs --checkpoint-after MS");
+  if (!when && spec.leaveRunning) throw new UsageError("--leave-running needs --checkpoint-after MS");
+  if (o.checkpointFile) spec.file = o.checkpointFile;
+  return spec;
+}

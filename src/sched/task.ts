@@ -1,0 +1,220 @@
+// One guest task: an instance of an instrumented module, its WASI state, and
+// the Asyncify driver that suspends it at yield points.
+import { GuestError } from "../errors.ts";
+import type { InstrumentedModule } from "../instrument/mod.ts";
+import type { VirtualClock } from "../wasi/clock.ts";
+import type { CallState, SyscallContext, Wait } from "../wasi/context.ts";
+import type { FdTable } from "../wasi/fd_table.ts";
+import { preview1 } from "../wasi/preview1.ts";
+import { AsyncifyDriver, type AsyncifyExports, AsyncifyState } from "./asyncify.ts";
+
+/** Fuel given per time slice (loop iterations / function entries between fuel yields). */
+export const FUEL_SLICE = 1_000_000;
+const FUEL_GLOBAL = "crvm_g:__crvm_fuel";
+const ENOSYS = 52;
+/** Exit status of a task that trapped (as a process killed by SIGABRT). */
+export const TRAP_EXIT = 134;
+
+/** What the task needs from the VM that runs it. */
+export interface TaskOwner {
+  readonly clock: VirtualClock;
+  /** Checked at every yield point: should this task stop here for a freeze? */
+  freezeWanted(task: Task): boolean;
+  /** Checked at fuel yields and sched_yield: should this task give up the CPU? */
+  shouldPreempt(task: Task): boolean;
+  randomFill(buf: Uint8Array): void;
+}
+
+/** Why a task is not running: the call it is suspended in, what that call waits for, and its saved state. */
+export interface Pending {
+  /** Import the task is suspended in, e.g. "wasi_snapshot_preview1.poll_oneoff". */
+  call: string;
+  wait: Wait & { freeze?: boolean };
+  state: CallState | undefined;
+}
+
+export type TaskStatus = "ready" | "suspended" | "exited";
+
+export interface TaskSpec {
+  pid: number;
+  module: InstrumentedModule;
+  compiled: WebAssembly.Module;
+  args: string[];
+  env: string[];
+  fds: FdTable;
+}
+
+class ProcExit {
+  constructor(readonly code: number) {}
+}
+
+function isStackOverflow(e: unknown): boolean {
+  return e instanceof RangeError && /call stack|stack size|recursion/i.test(e.message);
+}
+
+/**
+ * A guest task. `run()` runs it synchronously until it exits or suspends at
+ * a yield point; `pending` then says why, and `frames` holds its unwound stack.
+ */
+export class Task {
+  readonly pid: number;
+  readonly module: InstrumentedModule;
+  readonly args: string[];
+  readonly env: string[];
+  readonly fds: FdTable;
+  status: TaskStatus = "ready";
+  exitCode: number | null = null;
+  /** Set when the task trapped: the engine's message. */
+  trap: string | null = null;
+  pending: Pending | null = null;
+  /** The unwound call stack while suspended (null before the first run). */
+  frames: Uint8Array | null = null;
+  /** Yield points passed since this task was started or restored. */
+  yields = 0;
+  readonly instance: WebAssembly.Instance;
+  readonly memory: WebAssembly.Memory;
+  readonly #asyncify: AsyncifyDriver;
+  #resumeState: CallState | undefined;
+  #call = "";
+
+  constructor(private readonly owner: TaskOwner, spec: TaskSpec) {
+    this.pid = spec.pid;
+    this.module = spec.module;
+    this.args = spec.args;
+    this.env = spec.env;
+    this.fds = spec.fds;
+    const imports: WebAssembly.Imports = {};
+    let memory: WebAssembly.Memory | null = null;
+    const m = spec.module.memory;
+    if (m.import) {
+      memory = new WebAssembly.Memory({ initial: m.initialPages, ...(m.maximumPages !== null ? { maximum: m.maximumPages } : {}) });
+      (imports[m.import.module] ??= {})[m.import.name] = memory;
+    }
+    const wasi = preview1(this.#syscallContext());
+    const crvm: Record<string, (...a: never[]) => unknown> = { yield: (tag: number) => this.#fuelYield(tag) };
+    for (const imp of spec.module.imports) {
+      const table = (imports[imp.module] ??= {}) as Record<string, unknown>;
+      const key = `${imp.module}.${imp.name}`;
+      const impl = imp.module === "wasi_snapshot_preview1" ? wasi[imp.name] : imp.module === "crvm" ? crvm[imp.name] : undefined;
+      const f = impl ?? this.#stub(imp.results[0]);
+      table[imp.name] = imp.module === "wasi_snapshot_preview1" || imp.module === "crvm" || imp.module === "wasix_32v1"
+        ? this.#yieldPoint(key, f as (...a: unknown[]) => unknown)
+        : f;
+    }
+    this.instance = new WebAssembly.Instance(spec.compiled, imports);
+    const ex = this.instance.exports;
+    this.memory = memory ?? (ex[m.exportName ?? "memory"] as WebAssembly.Memory);
+    this.#asyncify = new AsyncifyDriver(ex as unknown as AsyncifyExports, () => this.memory);
+    this.setFuel(FUEL_SLICE);
+  }
+
+  /** A missing call: ENOSYS for an errno-returning function, a zero otherwise. */
+  #stub(result: string | undefined): (...a: unknown[]) => unknown {
+    if (result === "i32") return () => ENOSYS;
+    if (result === "i64") return () => BigInt(ENOSYS);
+    return () => (result === undefined ? undefined : 0);
+  }
+
+  /** Every async import goes through here: rewind arrival, freeze check, then the call. */
+  #yieldPoint(call: string, f: (...a: unknown[]) => unknown): (...a: unknown[]) => unknown {
+    return (...a) => {
+      if (this.#asyncify.state === AsyncifyState.Rewinding) {
+        this.#asyncify.finishRewind();
+        this.#resumeState = this.pending?.state;
+        this.pending = null;
+      } else {
+        this.#resumeState = undefined;
+        this.yields++;
+        if (this.owner.freezeWanted(this)) return this.#suspend(call, { freeze: true }, undefined);
+      }
+      this.#call = call;
+      return f(...a);
+    };
+  }
+
+  #suspend(call: string, wait: Pending["wait"], state: CallState | undefined): number {
+    this.pending = { call, wait, state };
+    this.#asyncify.startUnwind();
+    return 0;
+  }
+
+  #fuelYield(_tag: number): void {
+    // A trampolined loop re-runs its check after the yield: refill to at least 1.
+    this.setFuel(FUEL_SLICE);
+    if (this.#resumeState !== undefined) return;
+    if (this.owner.shouldPreempt(this)) this.#suspend(this.#call, { yield: true }, true);
+  }
+
+  setFuel(n: number): void {
+    const g = this.instance.exports[FUEL_GLOBAL] as WebAssembly.Global | undefined;
+    if (g) g.value = n;
+  }
+
+  #syscallContext(): SyscallContext {
+    // deno-lint-ignore no-this-alias
+    const task = this;
+    return {
+      view: () => new DataView(task.memory.buffer),
+      bytes: () => new Uint8Array(task.memory.buffer),
+      fds: task.fds,
+      args: task.args,
+      env: task.env,
+      clock: task.owner.clock,
+      suspend: (wait, state) => task.#suspend(task.#call, wait, state),
+      resumed: () => task.#resumeState,
+      shouldYield: () => task.owner.shouldPreempt(task),
+      exit(code: number): never {
+        throw new ProcExit(code);
+      },
+      randomFill: (buf) => task.owner.randomFill(buf),
+    };
+  }
+
+  /** Runs until the task exits or suspends. Synchronous: no other JS runs meanwhile. */
+  run(): TaskStatus {
+    if (this.status === "exited") return this.status;
+    if (this.frames !== null) {
+      this.#asyncify.startRewind(this.frames);
+      this.frames = null;
+    }
+    try {
+      (this.instance.exports._start as () => void)();
+    } catch (e) {
+      if (e instanceof ProcExit) return this.#exit(e.code);
+      if (this.#asyncify.state === AsyncifyState.Unwinding) {
+        throw new GuestError(`Task ${this.pid} could not be suspended: its call stack is larger than the unwind buffer (${e instanceof Error ? e.message : e})`);
+      }
+      if (isStackOverflow(e)) {
+        this.trap = "call stack exhausted (run with a larger stack: see README, Limitations)";
+        return this.#exit(TRAP_EXIT);
+      }
+      if (e instanceof WebAssembly.RuntimeError) {
+        this.trap = e.message;
+        return this.#exit(TRAP_EXIT);
+      }
+      throw e;
+    }
+    if (this.#asyncify.state === AsyncifyState.Unwinding) {
+      this.frames = this.#asyncify.finishUnwind();
+      this.status = "suspended";
+      return this.status;
+    }
+    return this.#exit(0);
+  }
+
+  #exit(code: number): TaskStatus {
+    this.exitCode = code;
+    this.status = "exited";
+    this.pending = null;
+    this.frames = null;
+    this.fds.closeAll();
+    return this.status;
+  }
+
+  /** Mutable globals by export name (for checkpoints). */
+  globals(): Map<string, WebAssembly.Global> {
+    const out = new Map<string, WebAssembly.Global>();
+    for (const name of this.module.globals) out.set(name, this.instance.exports[name] as WebAssembly.Global);
+    return out;
+  }
+}

@@ -1,0 +1,155 @@
+// A VM: its tasks, its clock and inode numbering, and the scheduler loop that
+// runs ready tasks and waits (without busy-waiting) for blocked ones.
+import type { Host } from "../host/mod.ts";
+import type { InstrumentedModule } from "../instrument/mod.ts";
+import { VirtualClock } from "../wasi/clock.ts";
+import { FsContext } from "../wasi/fd.ts";
+import type { FdTable } from "../wasi/fd_table.ts";
+import { Task, type TaskOwner } from "./task.ts";
+
+export type RunOutcome = { kind: "exited"; code: number; trap: string | null } | { kind: "frozen" };
+
+/** When the VM should freeze by itself (`crvm run --checkpoint-after`). */
+export interface FreezePolicy {
+  /** Freeze at the first yield point at least this many host milliseconds from now. */
+  afterMs?: number;
+  /** Freeze at this yield point (counted over all tasks since the VM started or was restored); for tests. */
+  afterYields?: number;
+}
+
+/** How long a task may run before the event loop gets a turn (timers, stdin, the server). */
+const SLICE_MS = 50;
+
+/**
+ * A VM runs a tree of tasks (one, so far) on one scheduler.
+ *
+ * @example
+ * const vm = new Vm(host);
+ * vm.spawn(mod, compiled, { args: ["hello"], env: [], fds });
+ * const out = await vm.run();   // { kind: "exited", code: 0 }
+ */
+export class Vm implements TaskOwner {
+  readonly clock: VirtualClock;
+  readonly fsContext = new FsContext();
+  readonly tasks = new Map<number, Task>();
+  nextPid = 1;
+  #freeze = false;
+  #freezeAtMs = Infinity;
+  #freezeAtYield = Infinity;
+  #yields = 0;
+  #wake: (() => void) | null = null;
+  #sliceStart = 0;
+
+  constructor(readonly host: Host, monotonicStartNs = 0n) {
+    this.clock = new VirtualClock(() => performance.now(), monotonicStartNs);
+  }
+
+  spawn(module: InstrumentedModule, compiled: WebAssembly.Module, opts: { args: string[]; env: string[]; fds: FdTable }): Task {
+    const task = new Task(this, { pid: this.nextPid++, module, compiled, ...opts });
+    this.tasks.set(task.pid, task);
+    return task;
+  }
+
+  /** Adds an already-built task (restore). */
+  adopt(task: Task): void {
+    this.tasks.set(task.pid, task);
+    if (task.pid >= this.nextPid) this.nextPid = task.pid + 1;
+  }
+
+  /** Asks every task to stop at its next yield point; `run()` then resolves with `frozen`. */
+  requestFreeze(policy: FreezePolicy = {}): void {
+    if (policy.afterMs === undefined && policy.afterYields === undefined) this.#freeze = true;
+    if (policy.afterMs !== undefined) this.#freezeAtMs = performance.now() + policy.afterMs;
+    if (policy.afterYields !== undefined) this.#freezeAtYield = this.#yields + policy.afterYields;
+    this.#wake?.();
+  }
+
+  /** Lets frozen tasks continue (the next `run()` resumes them). */
+  thaw(): void {
+    this.#freeze = false;
+    this.#freezeAtMs = Infinity;
+    this.#freezeAtYield = Infinity;
+    for (const t of this.tasks.values()) {
+      if (t.pending?.wait.freeze) t.status = "ready";
+    }
+  }
+
+  /** Yield points passed by all tasks since the VM was created or restored. */
+  get yieldCount(): number {
+    return this.#yields;
+  }
+
+  get freezing(): boolean {
+    return this.#freeze;
+  }
+
+  freezeWanted(_task: Task): boolean {
+    this.#yields++;
+    if (!this.#freeze && (this.#yields >= this.#freezeAtYield || performance.now() >= this.#freezeAtMs)) {
+      this.#freeze = true;
+    }
+    return this.#freeze;
+  }
+
+  shouldPreempt(_task: Task): boolean {
+    return performance.now() - this.#sliceStart > SLICE_MS && this.#hasOtherWork();
+  }
+
+  #hasOtherWork(): boolean {
+    // With one task and nothing else to serve, a slice never needs to end.
+    let n = 0;
+    for (const t of this.tasks.values()) if (t.status !== "exited") n++;
+    return n > 1;
+  }
+
+  randomFill(buf: Uint8Array): void {
+    for (let i = 0; i < buf.length; i += 65536) crypto.getRandomValues(buf.subarray(i, i + 65536) as Uint8Array<ArrayBuffer>);
+  }
+
+  /** Runs until pid 1 exits or a freeze completes. */
+  async run(): Promise<RunOutcome> {
+    const init = this.tasks.get(1);
+    if (!init) throw new Error("VM has no pid 1");
+    for (;;) {
+      if (init.status === "exited") return { kind: "exited", code: init.exitCode ?? 0, trap: init.trap };
+      const ready = [...this.tasks.values()].filter((t) => t.status === "ready");
+      if (ready.length > 0) {
+        for (const t of ready) {
+          this.#sliceStart = performance.now();
+          t.run();
+          if (t.status === "suspended" && t.pending?.wait.yield && !t.pending.wait.freeze) {
+            if (!this.#freeze) t.status = "ready";
+          }
+        }
+        continue;
+      }
+      if (this.#freeze) return { kind: "frozen" };
+      await this.#waitForWork();
+    }
+  }
+
+  /** Sleeps until some suspended task's wait may be over, or a freeze is requested. */
+  async #waitForWork(): Promise<void> {
+    const waiting = [...this.tasks.values()].filter((t) => t.status === "suspended" && !t.pending?.wait.freeze);
+    const timers: ReturnType<typeof setTimeout>[] = [];
+    const wakers: Promise<void>[] = [new Promise<void>((r) => (this.#wake = r))];
+    let earliest = Infinity;
+    for (const t of waiting) {
+      const w = t.pending!.wait;
+      if (w.yield) wakers.push(Promise.resolve());
+      if (w.untilNs !== undefined) earliest = Math.min(earliest, this.clock.msUntil(w.untilNs));
+      for (const f of w.fds ?? []) {
+        const obj = t.fds.get(f.fd);
+        wakers.push(obj ? obj.whenReady(f.what) : Promise.resolve());
+      }
+    }
+    if (this.#freezeAtMs !== Infinity) earliest = Math.min(earliest, Math.max(0, this.#freezeAtMs - performance.now()));
+    if (earliest !== Infinity) wakers.push(new Promise((r) => timers.push(setTimeout(r, Math.ceil(earliest)))));
+    await Promise.race(wakers);
+    for (const tm of timers) clearTimeout(tm);
+    this.#wake = null;
+    if (performance.now() >= this.#freezeAtMs) this.#freeze = true;
+    // A woken call re-checks its condition and suspends again if it is not met.
+    if (!this.#freeze) for (const t of waiting) t.status = "ready";
+  }
+}

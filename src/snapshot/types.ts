@@ -1,0 +1,121 @@
+// The snapshot image as data: what the encoder writes and the decoder returns.
+// Nothing here knows about the VM; `src/checkpoint/` maps VM objects to and
+// from these records.
+
+/** Version of the image format this code writes and reads. */
+export const FORMAT_VERSION = 1;
+export const PAGE_SIZE = 65536;
+
+/** Header facts about how and when an image was made. */
+export interface ImageMeta {
+  crvmVersion: string;
+  createdAt: string;
+  /** Runtime and version that wrote the image, e.g. "node 20.20.2". */
+  runtime: string;
+  /** The VM's virtual monotonic clock at the checkpoint (ns, decimal string). */
+  monotonicNs: string;
+}
+
+export interface ModuleEntry {
+  id: number;
+  name: string;
+  sourceHash: string;
+  wasmHash: string;
+  passVersion: number;
+  /** The module as the user gave it (the receiver re-instruments it and checks wasmHash). */
+  source: Uint8Array;
+}
+
+/** A global's value: "num" for i32/f32/f64 (exact decimal, or NaN/Infinity/-Infinity/-0), "i64" as a decimal integer. */
+export interface GlobalValue {
+  type: "num" | "i64";
+  value: string;
+}
+
+export interface MemoryRecord {
+  /** Size of the memory in 64 KiB pages. */
+  pages: number;
+  /** Non-zero pages: [page index, content hash]. Pages not listed are zero. */
+  map: [number, string][];
+}
+
+export interface PendingRecord {
+  call: string;
+  untilNs?: string;
+  fds?: { fd: number; what: "read" | "write" }[];
+  yield?: boolean;
+  freeze?: boolean;
+  state?: unknown;
+}
+
+/** An open file description; fds refer to it by id so sharing survives. */
+export type FileRecord =
+  | { id: number; kind: "stdin"; buffered: number | null; eof: boolean }
+  | { id: number; kind: "stdout" | "stderr" }
+  | { id: number; kind: "mempreopen"; name: string; inode: number }
+  | { id: number; kind: "memdir"; inode: number; root: number }
+  | { id: number; kind: "memfile"; inode: number; pos: string; append: boolean; readable: boolean; writable: boolean; fdflags: number }
+  | { id: number; kind: "hostpreopen"; guestPath: string; hostPath: string }
+  | { id: number; kind: "hostdir"; preopen: number; rel: string }
+  | {
+    id: number;
+    kind: "hostfile";
+    preopen: number;
+    rel: string;
+    pos: string;
+    append: boolean;
+    readable: boolean;
+    writable: boolean;
+    fdflags: number;
+    size: string;
+    mtimeNs: string;
+  };
+
+/** Access, modification and change times, ns since the epoch as decimal strings. */
+export type Times = [string, string, string];
+
+/** An in-memory inode; `data` is a blob id (null for an empty file). */
+export type InodeRecord =
+  | { id: number; type: "file"; ino: string; data: number | null; size: number; nlink: number; times: Times }
+  | {
+    id: number;
+    type: "dir";
+    ino: string;
+    /** [name, inode id, readdir cookie] in directory order. */
+    entries: [string, number, string][];
+    nextCookie: string;
+    parent: number | null;
+    removed: boolean;
+    times: Times;
+  }
+  | { id: number; type: "symlink"; ino: string; target: string; nlink: number; times: Times };
+
+export interface TaskRecord {
+  pid: number;
+  moduleId: number;
+  args: string[];
+  env: string[];
+  memory: MemoryRecord;
+  globals: [string, GlobalValue][];
+  /** Blob id of the unwound Asyncify stack. */
+  frames: number;
+  pending: PendingRecord;
+  fds: [number, number][];
+}
+
+export interface VmRecord {
+  nextPid: number;
+  nextIno: string;
+  inodes: InodeRecord[];
+  files: FileRecord[];
+  tasks: TaskRecord[];
+}
+
+/** A whole image. Pages are content-addressed by their hex hash. */
+export interface SnapshotImage {
+  meta: ImageMeta;
+  modules: ModuleEntry[];
+  pages: Map<string, Uint8Array>;
+  blobs: Map<number, Uint8Array>;
+  vm: VmRecord;
+}

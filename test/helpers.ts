@@ -1,0 +1,67 @@
+// Spawning the crvm CLI on each runtime, as a user would, for end-to-end tests.
+import { spawn } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+
+export const ROOT = path.resolve(import.meta.dirname, "..");
+export const GUESTS = path.join(ROOT, "guests", "build");
+export type Runtime = "node" | "deno" | "bun";
+export const RUNTIMES: Runtime[] = ["node", "deno", "bun"];
+
+export interface Result {
+  code: number;
+  stdout: Buffer;
+  stderr: string;
+}
+
+function command(rt: Runtime): string[] {
+  const bin = (n: string) => path.join(ROOT, "node_modules", ".bin", n);
+  switch (rt) {
+    case "node":
+      return [process.execPath, "--stack-size=4000", path.join(ROOT, "bin", "crvm.mjs")];
+    case "deno":
+      return [bin("deno"), "run", "--allow-all", "--quiet", "--v8-flags=--stack-size=4000", path.join(ROOT, "src", "cli", "main.ts")];
+    case "bun":
+      return [bin("bun"), path.join(ROOT, "src", "cli", "main.ts")];
+  }
+}
+
+/** Runs `crvm ARGS...` on a runtime; resolves with exit code, stdout bytes and stderr text. */
+export function crvm(rt: Runtime, args: string[], opts: { cwd?: string; input?: Buffer | string; env?: Record<string, string> } = {}): Promise<Result> {
+  const [cmd, ...pre] = command(rt);
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd!, [...pre, ...args], {
+      cwd: opts.cwd ?? ROOT,
+      env: { ...process.env, NO_COLOR: "1", ...opts.env },
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on("data", (d: Buffer) => out.push(d));
+    child.stderr.on("data", (d: Buffer) => err.push(d));
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code: code ?? -1, stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString() }));
+    child.stdin.end(opts.input ?? "");
+  });
+}
+
+export function tmpDir(prefix = "crvm-test-"): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+/** All files under dir as { relative path: contents }. */
+export function readTree(dir: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  const walk = (d: string) => {
+    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+      const p = path.join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else out[path.relative(dir, p)] = fs.readFileSync(p).toString("base64");
+    }
+  };
+  walk(dir);
+  return out;
+}
+
+export const guest = (name: string) => path.join(GUESTS, `${name}.wasm`);
