@@ -3,7 +3,7 @@
 // Output is passed through as bytes, unbuffered; input read from the host
 // but not yet consumed by the guest is part of the fd's state.
 import type { HostStdio } from "../host/mod.ts";
-import { CrvmFd, ERRNO_WOULDBLOCK, wasi } from "./fd.ts";
+import { CrvmFd, CrvmFilestat, ERRNO_WOULDBLOCK, wasi } from "./fd.ts";
 
 const NO_SEEK_RIGHTS = ~(BigInt(wasi.RIGHTS_FD_SEEK) | BigInt(wasi.RIGHTS_FD_TELL));
 
@@ -35,7 +35,7 @@ export class StdoutFd extends CrvmFd {
     return { ret: 0, fdstat: stdioFdstat(this.io.isTerminal(this.stream), wasi.RIGHTS_FD_WRITE) };
   }
   override fd_filestat_get() {
-    return { ret: 0, filestat: new wasi.Filestat(0n, wasi.FILETYPE_CHARACTER_DEVICE, 0n) };
+    return { ret: 0, filestat: new CrvmFilestat(0n, wasi.FILETYPE_CHARACTER_DEVICE, 0n) };
   }
   override fd_fdstat_set_flags(_flags: number): number {
     return 0;
@@ -82,7 +82,7 @@ export class StdinFd extends CrvmFd {
     return { ret: 0, fdstat: stdioFdstat(this.io.isTerminal(0), wasi.RIGHTS_FD_READ) };
   }
   override fd_filestat_get() {
-    return { ret: 0, filestat: new wasi.Filestat(0n, wasi.FILETYPE_CHARACTER_DEVICE, 0n) };
+    return { ret: 0, filestat: new CrvmFilestat(0n, wasi.FILETYPE_CHARACTER_DEVICE, 0n) };
   }
   override fd_fdstat_set_flags(_flags: number): number {
     return 0;
