@@ -3,6 +3,7 @@
 // Output is passed through as bytes, unbuffered; input read from the host
 // but not yet consumed by the guest is part of the fd's state.
 import type { HostStdio } from "../host/mod.ts";
+import { errnoOf } from "./errno.ts";
 import { CrvmFd, CrvmFilestat, ERRNO_WOULDBLOCK, wasi } from "./fd.ts";
 
 const NO_SEEK_RIGHTS = ~(BigInt(wasi.RIGHTS_FD_SEEK) | BigInt(wasi.RIGHTS_FD_TELL));
@@ -28,7 +29,12 @@ export class StdoutFd extends CrvmFd {
     return this.stream === 1 ? "stdout" : "stderr";
   }
   override fd_write(data: Uint8Array): { ret: number; nwritten: number } {
-    this.io.write(this.stream, data);
+    try {
+      this.io.write(this.stream, data);
+    } catch (e) {
+      // A closed pipe (EPIPE) or a full disk is the guest's error to handle, not crvm's.
+      return { ret: errnoOf(e), nwritten: 0 };
+    }
     return { ret: 0, nwritten: data.byteLength };
   }
   override fd_fdstat_get() {
