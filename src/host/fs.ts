@@ -97,7 +97,12 @@ export function nodeFs(): HostFs {
           throw e;
         }
         fs.closeSync(hfd);
-        fs.renameSync(tmp, p);
+        try {
+          fs.renameSync(tmp, p);
+        } catch (e) {
+          fs.rmSync(tmp, { force: true });
+          throw e;
+        }
       });
     },
     mkdirp: (p) => wrap(`mkdir ${p}`, () => void fs.mkdirSync(p, { recursive: true })),
