@@ -55,6 +55,25 @@ describe("crvm run", () => {
     expect(r.code).toBe(52);
   });
 
+  it("reports a guest trap in one line and exits 134", async () => {
+    const m = wat(`(module (memory (export "memory") 1) (func (export "_start") unreachable))`);
+    const r = await crvm("node", ["run", m]);
+    expect(r.code).toBe(134);
+    expect(r.stderr).toMatch(/^crvm: guest trapped: .*unreachable/);
+    expect(r.stderr.trim().split("\n")).toHaveLength(1);
+  });
+
+  for (const rt of ["node", "deno", "bun"] as const) {
+    it(`turns runaway recursion into a clear error on ${rt}, not a crash`, async () => {
+      const m = wat(`(module (memory (export "memory") 1)
+        (func $f (param i32) (result i32) (i32.add (call $f (i32.add (local.get 0) (i32.const 1))) (i32.const 1)))
+        (func (export "_start") (drop (call $f (i32.const 0)))))`);
+      const r = await crvm(rt, ["run", m]);
+      expect(r.code).toBe(134);
+      expect(r.stderr).toMatch(/call stack exhausted/);
+    });
+  }
+
   const bad: [string, string[], RegExp][] = [
     ["a missing module", ["run", "/nonexistent/x.wasm"], /Cannot read module.*no such file/],
     ["a file that is not wasm", ["run", path.join(import.meta.dirname, "helpers.ts")], /not a WebAssembly binary/],
@@ -88,4 +107,19 @@ describe("crvm run", () => {
       expect(r.stderr.trim().split("\n")).toHaveLength(1);
     });
   }
+});
+
+describe("the three documented entry points", () => {
+  it("npx crvm, deno task crvm and bun run crvm print the same", async () => {
+    const { execFileSync } = await import("node:child_process");
+    const { ROOT } = await import("./helpers.ts");
+    const bin = (n: string) => path.join(ROOT, "node_modules", ".bin", n);
+    const args = ["run", "--env", "GREETING=same", guest("hello"), "x"];
+    const run = (cmd: string, pre: string[]) =>
+      execFileSync(cmd, [...pre, ...args], { cwd: ROOT, stdio: ["ignore", "pipe", "ignore"] }).toString();
+    const node = run("npx", ["--no-install", "crvm"]);
+    expect(node).toContain("GREETING=same");
+    expect(run(bin("deno"), ["task", "-q", "crvm"])).toBe(node);
+    expect(run(bin("bun"), ["run", "--silent", "crvm"])).toBe(node);
+  });
 });

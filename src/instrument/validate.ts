@@ -113,7 +113,7 @@ function checkSummary(name: string, s: Summary): void {
 
 function refuseFinding(name: string, s: Summary, f: Finding): never {
   const fname = s.funcNames.get(f.func);
-  const where = f.func < 0 ? "a constant expression" : fname ? `function ${fname}` : `function #${f.func}`;
+  const where = f.func < 0 ? f.where ?? "a constant expression" : fname ? `function ${fname}` : `function #${f.func}`;
   if (f.what === "table") return fail(name, `changes its function table at run time (${f.op} in ${where}); crvm cannot capture tables`);
   if (f.what === "eh") return fail(name, `uses exception handling (${f.op} in ${where}); crvm cannot capture stacks with exception handlers`);
   return fail(name, `uses ${f.op} (in ${where}), which crvm cannot instrument`);
