@@ -13,6 +13,11 @@ import type { Expr, FuncRef, Ir, Module, Type } from "./ir.ts";
 export const ASYNCIFY_EXPORTS: readonly string[] = [
   "asyncify_start_unwind", "asyncify_stop_unwind", "asyncify_start_rewind", "asyncify_stop_rewind", "asyncify_get_state",
 ];
+/**
+ * Every import from these modules is asyncified, so a task can be frozen at any such call; imports from
+ * other modules are stubs (ENOSYS) and never yield.
+ */
+export const ASYNC_MODULES: readonly string[] = ["wasi_snapshot_preview1", "wasix_32v1", "crvm"];
 const REWINDING = 2;
 const NORMAL = 0;
 

@@ -3,9 +3,10 @@
 //
 // Entry (`<cacheDir>/modules/<key>.crvmmod`):
 //   "crvmmod\0" | u32 LE format | u32 LE JSON length | JSON metadata | wasm
-// The JSON holds the InstrumentedModule fields (minus source, cached, transformMs), including the wasm's
+// The JSON holds the InstrumentedModule fields (minus name, source, cached, transformMs) and the wasm's
 // length and sha256. A reader checks all of it; anything that does not check out is a miss, never an
-// error (a crash mid-write cannot happen — writes are atomic — but disks and people do odd things).
+// error, and the entry is rewritten. (Writes are atomic, so a crash leaves no half entry; a damaged disk
+// or a hand-edited file still can.)
 import type { HostFs } from "../host/types.ts";
 import type { FuncImport, MemoryDesc } from "./transform.ts";
 

@@ -3,10 +3,10 @@
 // uninterrupted run. The driver below is deliberately minimal (see /work/shared/prototype/vm.mjs);
 // the real one lives in src/sched/.
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { nodeFs } from "../host/fs.ts";
 import { instrumentModule } from "./mod.ts";
 import type { InstrumentedModule } from "./mod.ts";
@@ -216,8 +216,9 @@ const hasClang = (() => {
 describe.skipIf(!hasClang)("capture and resume (C guest: malloc, qsort via function pointer, deep recursion)", () => {
   let g: Awaited<ReturnType<typeof load>>;
   let plain: number[];
+  const dir = mkdtempSync(join(tmpdir(), "crvm-capture-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
   beforeAll(async () => {
-    const dir = mkdtempSync(join(tmpdir(), "crvm-capture-"));
     const wasm = join(dir, "capture_guest.wasm");
     execFileSync("clang-22", ["--no-wasm-opt", "-Wno-deprecated", "--target=wasm32-wasi", "-O2", "-Wl,--strip-debug",
       "-o", wasm, join(here, "testdata/capture_guest.c")]);

@@ -48,6 +48,7 @@ export function insertFuelChecks(
   // functions whose call may change the fuel global (contain a check, or reach one)
   const fuelUsers = canYieldSet(cg, fuelFuncs);
   let done = 0;
+  onFunc(0, fuelFuncs.size);
   for (const f of cg.funcs.values()) {
     if (!fuelFuncs.has(f.name)) continue;
     insertFuel(ir, m, f, { entry: needsEntry(f), cg, fuelUsers, names, stats });

@@ -96,7 +96,11 @@ export function makeIr(B: Binaryen): Ir {
     throw new ModuleError(`crvm cannot instrument expression kind ${kindName(B, id)}`);
   };
 
-  function walk(root: Expr, visit: Visit, rootReplace: Replace = () => unhandled(-1)): void {
+  const noRootReplace: Replace = () => {
+    throw new Error("walk: replacing the root needs a rootReplace");
+  };
+
+  function walk(root: Expr, visit: Visit, rootReplace: Replace = noRootReplace): void {
     const stack: Array<[Expr, Replace]> = [[root, rootReplace]];
     while (stack.length) {
       const [e, rep] = stack.pop()!;

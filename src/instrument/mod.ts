@@ -10,10 +10,14 @@
  *   calls the import `crvm.yield(-1)`. Host rule: after a fuel yield, refill
  *   the counter to **at least 1** before the guest continues (a loop re-runs
  *   its header check after the yield; at 0 it would yield again at once).
- *   Functions with tight loops keep a local copy of the counter and write it
- *   back at calls, returns and yields, so a value the host writes while the
- *   guest is inside some other import may be overwritten; write it at a fuel
- *   yield or while the guest is not running.
+ *   Functions with tight loops keep a local copy of the counter (reloaded at
+ *   entry, after calls that can yield and after a fuel yield; written back
+ *   before them and at returns). So a value written during a fuel yield always
+ *   takes effect; one written at another time (inside another import, or
+ *   before resuming a task frozen elsewhere) may be overwritten by a frame's
+ *   copy, which only counts down, so the guest still yields when that copy
+ *   runs out. Guests may call `crvm.yield(tag)` themselves (guests/include/
+ *   crvm.h); -1 is the fuel tag.
  * - **Stack capture.** Asyncify (binaryen) with the exports
  *   `asyncify_start_unwind`, `asyncify_stop_unwind`, `asyncify_start_rewind`,
  *   `asyncify_stop_rewind`, `asyncify_get_state`. A task can be frozen in

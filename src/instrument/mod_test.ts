@@ -1,8 +1,8 @@
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import binaryen from "binaryen";
-import { beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { nodeFs } from "../host/fs.ts";
 import { cachePath } from "./cache.ts";
 import { BINARYEN_VERSION, instrumentModule, PASS_VERSION, watToWasm } from "./mod.ts";
@@ -14,6 +14,9 @@ const ASYNCIFY = ["asyncify_start_unwind", "asyncify_stop_unwind", "asyncify_sta
 const load = (bytes: Uint8Array, cacheDir: string | null = null, name = "t.wasm") => instrumentModule(bytes, { name, cacheDir, fs });
 
 let guest: Uint8Array;
+const tmp = mkdtempSync(join(tmpdir(), "crvm-instrument-"));
+const cacheDir = () => mkdtempSync(join(tmp, "cache-"));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 beforeAll(async () => {
   guest = await watToWasm(readFileSync(join(here, "testdata/capture_guest.wat"), "utf8"), "capture_guest.wat");
 });
@@ -114,7 +117,7 @@ describe("transform", () => {
 
 describe("cache", () => {
   it("misses, then hits with the same module and no transform", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "crvm-cache-"));
+    const dir = cacheDir();
     const miss = await load(guest, dir);
     expect(miss.cached).toBe(false);
     expect(miss.transformMs).toBeGreaterThan(0);
@@ -141,7 +144,7 @@ describe("cache", () => {
     ["an empty file", () => new Uint8Array(0)],
   ] as const) {
     it(`ignores and rewrites an entry with ${what}`, async () => {
-      const dir = mkdtempSync(join(tmpdir(), "crvm-cache-"));
+      const dir = cacheDir();
       const first = await load(guest, dir);
       const path = cachePath(dir, first.sourceHash, PASS_VERSION);
       const good = readFileSync(path);
@@ -155,7 +158,7 @@ describe("cache", () => {
   }
 
   it("does not serve another module's entry", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "crvm-cache-"));
+    const dir = cacheDir();
     const other = await watToWasm(`(module (memory (export "memory") 1) (func (export "_start")))`, "t.wat");
     const a = await load(guest, dir);
     const b = await load(other, dir);
@@ -166,7 +169,7 @@ describe("cache", () => {
   });
 
   it("survives two loads writing the same entry at once", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "crvm-cache-"));
+    const dir = cacheDir();
     const [x, y] = await Promise.all([load(guest, dir), load(guest, dir)]);
     expect(x.wasmHash).toBe(y.wasmHash);
     const hit = await load(guest, dir);

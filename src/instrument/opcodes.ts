@@ -15,7 +15,15 @@ export function constExpr(r: Reader, s: Summary): void {
 
 export function scanBody(r: Reader, s: Summary, func: number): void {
   for (let n = r.u32(); n > 0; n--) { r.u32(); r.valType(); } // locals
-  while (r.pos < r.end && !s.finding) instr(r, r.byte(), s, func);
+  // Nesting depth as a self-check: a body decoded right ends with its own `end` on its last byte.
+  let depth = 0;
+  while (r.pos < r.end && !s.finding) {
+    const op = r.byte();
+    if (op >= 0x02 && op <= 0x04) depth++;
+    else if (op === 0x0b) depth--;
+    instr(r, op, s, func);
+  }
+  if (!s.finding && (depth !== -1 || r.pos !== r.end)) s.finding = { op: "code crvm could not decode", what: "unknown", func };
 }
 
 function blockType(r: Reader): void {

@@ -2,11 +2,11 @@
 // instrumented module's hash, and a restore on another runtime re-instruments and compares it.
 // This test instruments guests here (Node, under vitest) and in `deno` and `bun` child processes.
 import { execFile, execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { nodeFs } from "../host/fs.ts";
 import { instrumentModule, watToWasm } from "./mod.ts";
 
@@ -56,6 +56,7 @@ console.log(JSON.stringify(out));
 
 describe("byte-identical output across runtimes", () => {
   const dir = mkdtempSync(join(tmpdir(), "crvm-runtimes-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
   const files: string[] = [];
   const want: Record<string, string> = {};
   const hasDeno = has("npx", ["--no-install", "deno", "--version"]);

@@ -6,7 +6,7 @@
 // Everything here is synchronous: binaryen's settings (optimize level, pass arguments) are process-wide,
 // so a transform sets them, runs, and puts them back before anything else can run.
 import { ModuleError } from "../errors.ts";
-import { ASYNCIFY_EXPORTS, changedFunctions, runAsyncify, splitFastSlow, stateGlobal, unwrapIndirect } from "./asyncify.ts";
+import { ASYNC_MODULES, ASYNCIFY_EXPORTS, changedFunctions, runAsyncify, splitFastSlow, stateGlobal, unwrapIndirect } from "./asyncify.ts";
 import type { AsyncifyStats } from "./asyncify.ts";
 import { analyze } from "./callgraph.ts";
 import { trimCustomSections } from "./binary.ts";
@@ -15,7 +15,6 @@ import { FUEL_INITIAL, insertFuelChecks } from "./fuel.ts";
 import type { FuelStats } from "./fuel.ts";
 import { freshFunctionName, makeIr } from "./ir.ts";
 import type { Binaryen, Ir, Module, Type } from "./ir.ts";
-import { ASYNC_MODULES } from "./validate.ts";
 
 export const FUEL_GLOBAL = "__crvm_fuel";
 export const GLOBAL_EXPORT_PREFIX = "crvm_g:";
@@ -56,19 +55,18 @@ export function transform(B: Binaryen, bytes: Uint8Array, summary: Summary, name
   try {
     B.clearPassArguments();
     B.setShrinkLevel(0);
-    B.setDebugInfo(false);
-    progress("read", 0, 1);
+    B.setDebugInfo(false); // no name section in the output: smaller, and nothing in it is stable anyway
     try {
       m = B.readBinary(trimCustomSections(bytes));
     } catch (e) {
-      throw new ModuleError(`${name} could not be read by binaryen: ${describe(e)}`);
+      throw new ModuleError(`${name} could not be read by binaryen: ${describe(e)}`, { cause: e });
     }
     m.setFeatures(m.getFeatures() | features(B, summary));
     progress("read", 1, 1);
     return run(makeIr(B), m, name, progress);
   } catch (e) {
     if (e instanceof ModuleError) throw e;
-    throw new ModuleError(`${name} could not be instrumented: ${describe(e)}`);
+    throw new ModuleError(`${name} could not be instrumented: ${describe(e)}`, { cause: e });
   } finally {
     m?.dispose();
     B.clearPassArguments();
@@ -119,12 +117,9 @@ function run(ir: Ir, m: Module, name: string, progress: Progress): TransformResu
     loops: 0, entries: 0, budgetEntries: 0, localFuncs: 0, syncedCalls: 0,
     asyncImports: 0, onlylist: 0, ciWrapped: 0, ciKept: 0, split: 0, folded: 0, dispatch: 0, retargeted: 0,
   };
-  progress("fuel", 0, cg.funcs.size);
   const fuelFuncs = insertFuelChecks(ir, m, cg, { global: FUEL_GLOBAL, yieldFn }, stats, (d, t) => progress("fuel", d, t));
 
   // ------------------------------------------------------------ asyncify
-  // Every import from a crvm-provided module is async, so a task can be frozen at any such call;
-  // imports from other modules are stubs (ENOSYS) and never yield.
   progress("asyncify", 0, 1);
   const asyncNames = new Set<string>([yieldFn]);
   const asyncImports = new Set<string>(["crvm.yield"]);

@@ -4,9 +4,6 @@ import { ModuleError } from "../errors.ts";
 import { summarize } from "./binary.ts";
 import type { Finding, FuncType, Summary } from "./binary.ts";
 
-/** The modules whose imports crvm provides and may freeze a task in (see asyncify.ts). */
-export const ASYNC_MODULES: readonly string[] = ["wasi_snapshot_preview1", "wasix_32v1", "crvm"];
-
 const MAGIC = [0x00, 0x61, 0x73, 0x6d];
 
 /** True when `bytes` starts with the WebAssembly magic number `\0asm`. */
