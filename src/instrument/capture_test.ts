@@ -1,6 +1,6 @@
 // The transform's reason to exist: a guest frozen at any yield point (fuel or WASI call), whose memory,
 // globals and Asyncify stack are copied into a FRESH instance, finishes with the output of an
-// uninterrupted run. The driver below is deliberately minimal (see /work/shared/prototype/vm.mjs);
+// uninterrupted run. The driver below is deliberately minimal (the runtime proper is src/sched/);
 // the real one lives in src/sched/.
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
