@@ -119,3 +119,44 @@ export abstract class NotDirFd extends CrvmFd {
   }
 }
 
+
+/**
+ * Base of a directory fd: the file calls (read, write, seek, truncate...)
+ * answer EISDIR, and its fdstat is a directory's. Both filesystems'
+ * directory fds extend it.
+ */
+export abstract class DirFdBase extends CrvmFd {
+  override fd_read(_size: number) {
+    return { ret: wasi.ERRNO_ISDIR, data: new Uint8Array(0) };
+  }
+  override fd_pread(_size: number, _offset: bigint) {
+    return { ret: wasi.ERRNO_ISDIR, data: new Uint8Array(0) };
+  }
+  override fd_write(_data: Uint8Array) {
+    return { ret: wasi.ERRNO_ISDIR, nwritten: 0 };
+  }
+  override fd_pwrite(_data: Uint8Array, _offset: bigint) {
+    return { ret: wasi.ERRNO_ISDIR, nwritten: 0 };
+  }
+  override fd_seek(_offset: bigint, _whence: number) {
+    return { ret: wasi.ERRNO_ISDIR, offset: 0n };
+  }
+  override fd_tell() {
+    return { ret: wasi.ERRNO_ISDIR, offset: 0n };
+  }
+  override fd_allocate(_offset: bigint, _len: bigint): number {
+    return wasi.ERRNO_ISDIR;
+  }
+  override fd_filestat_set_size(_size: bigint): number {
+    return wasi.ERRNO_ISDIR;
+  }
+  override fd_fdstat_get() {
+    const st = new wasi.Fdstat(wasi.FILETYPE_DIRECTORY, 0);
+    st.fs_rights_base = DIR_RIGHTS;
+    st.fs_rights_inherited = DIR_RIGHTS_INHERITING;
+    return { ret: 0, fdstat: st };
+  }
+  override fd_fdstat_set_flags(_flags: number): number {
+    return 0; // no fd flag changes anything for a directory
+  }
+}

@@ -18,11 +18,11 @@
 import type { HostFs, HostOpenFlags, HostStat } from "../host/types.ts";
 import { CrvmFd, CrvmFilestat, wasi } from "./fd.ts";
 import {
-  DIR_RIGHTS, DIR_RIGHTS_INHERITING, FDFLAGS_KEPT, LOOKUPFLAGS_SYMLINK_FOLLOW, NotDirFd,
+  DirFdBase, FDFLAGS_KEPT, LOOKUPFLAGS_SYMLINK_FOLLOW, NotDirFd,
   accessOf, applyTimes, checkOpenFlags, fileRights, type FileFdOptions,
 } from "./_fs_common.ts";
 import { errnoOf } from "./errno.ts";
-import { parsePath, walkPath, type NodeType, type PathWalker, type WalkResult } from "./path.ts";
+import { resolvePath, type NodeType, type PathWalker, type WalkResult } from "./path.ts";
 
 /** A host directory and the guest path it appears at. `hostPath` is absolute (and best already a realpath). */
 export interface HostPreopen {
@@ -229,7 +229,7 @@ export class HostFileFd extends NotDirFd {
  * const sub = new HostDirFd(host.fs, preopen, "src/lib");
  * sub.path_filestat_get(0, "../README.md");
  */
-export class HostDirFd extends CrvmFd implements PathWalker<string> {
+export class HostDirFd extends DirFdBase implements PathWalker<string> {
   readonly kind: string = "hostdir";
   fs: HostFs;
   preopen: HostPreopen;
@@ -278,50 +278,13 @@ export class HostDirFd extends CrvmFd implements PathWalker<string> {
 
   /** Parse and resolve a guest path from this directory (a trailing slash also follows a final symlink). */
   #walk(path: string, followLast: boolean): { r: WalkResult<string>; mustBeDir: boolean } {
-    const p = parsePath(path);
-    if (p.path === null) return { r: { ret: p.ret, dir: null, name: null, node: null, type: null }, mustBeDir: false };
-    return { r: walkPath(this, this.rel, p.path, followLast || p.path.mustBeDir), mustBeDir: p.path.mustBeDir };
+    return resolvePath(this, this.rel, path, followLast);
   }
   /** Same, for calls that act on the last component itself (never follow it, even with a trailing slash). */
   #walkNoFollow(path: string): { r: WalkResult<string>; mustBeDir: boolean } {
-    const p = parsePath(path);
-    if (p.path === null) return { r: { ret: p.ret, dir: null, name: null, node: null, type: null }, mustBeDir: false };
-    return { r: walkPath(this, this.rel, p.path, false), mustBeDir: p.path.mustBeDir };
+    return resolvePath(this, this.rel, path, "never");
   }
 
-  override fd_read(_size: number) {
-    return { ret: wasi.ERRNO_ISDIR, data: new Uint8Array(0) };
-  }
-  override fd_pread(_size: number, _offset: bigint) {
-    return { ret: wasi.ERRNO_ISDIR, data: new Uint8Array(0) };
-  }
-  override fd_write(_data: Uint8Array) {
-    return { ret: wasi.ERRNO_ISDIR, nwritten: 0 };
-  }
-  override fd_pwrite(_data: Uint8Array, _offset: bigint) {
-    return { ret: wasi.ERRNO_ISDIR, nwritten: 0 };
-  }
-  override fd_seek(_offset: bigint, _whence: number) {
-    return { ret: wasi.ERRNO_ISDIR, offset: 0n };
-  }
-  override fd_tell() {
-    return { ret: wasi.ERRNO_ISDIR, offset: 0n };
-  }
-  override fd_allocate(_offset: bigint, _len: bigint): number {
-    return wasi.ERRNO_ISDIR;
-  }
-  override fd_filestat_set_size(_size: bigint): number {
-    return wasi.ERRNO_ISDIR;
-  }
-  override fd_fdstat_get() {
-    const st = new wasi.Fdstat(wasi.FILETYPE_DIRECTORY, 0);
-    st.fs_rights_base = DIR_RIGHTS;
-    st.fs_rights_inherited = DIR_RIGHTS_INHERITING;
-    return { ret: 0, fdstat: st };
-  }
-  override fd_fdstat_set_flags(_flags: number): number {
-    return 0; // no fd flag changes anything for a directory
-  }
   override fd_filestat_get() {
     let st: HostStat | null = null;
     const ret = host(() => void (st = this.fs.stat(this.#abs(this.rel))));

@@ -14,11 +14,11 @@
 // `.`/`..` → EBUSY; hard link to a directory → EPERM.
 import { CrvmFd, wasi } from "./fd.ts";
 import {
-  DIR_RIGHTS, DIR_RIGHTS_INHERITING, FDFLAGS_KEPT, LOOKUPFLAGS_SYMLINK_FOLLOW, NotDirFd,
+  DirFdBase, FDFLAGS_KEPT, LOOKUPFLAGS_SYMLINK_FOLLOW, NotDirFd,
   accessOf, applyTimes, checkOpenFlags, fileRights, type FileFdOptions,
 } from "./_fs_common.ts";
 import { MEM_FILE_MAX, MemDir, MemFile, MemSymlink, memFiletype, memStat, type FsEnv, type MemInode } from "./memfs_inode.ts";
-import { parsePath, walkPath, type NodeType, type PathWalker, type WalkResult } from "./path.ts";
+import { resolvePath, type NodeType, type PathWalker, type WalkResult } from "./path.ts";
 
 export { MEM_FILE_MAX, MemDir, MemFile, MemSymlink, memStat, type FsEnv, type MemInode } from "./memfs_inode.ts";
 export type { FileFdOptions } from "./_fs_common.ts";
@@ -177,7 +177,7 @@ function typeOf(node: MemInode): NodeType {
  * @example
  * const { fd_obj } = dirFd.path_open(0, "notes.txt", wasi.OFLAGS_CREAT, BigInt(wasi.RIGHTS_FD_WRITE), 0n, 0);
  */
-export class MemDirFd extends CrvmFd implements PathWalker<MemInode> {
+export class MemDirFd extends DirFdBase implements PathWalker<MemInode> {
   readonly kind: string = "memdir";
   env: FsEnv;
   dir: MemDir;
@@ -211,52 +211,15 @@ export class MemDirFd extends CrvmFd implements PathWalker<MemInode> {
     return { ret: 0, target: (link as MemSymlink).target };
   }
 
-  /** Parse and resolve a guest path from this directory. */
+  /** Parse and resolve a guest path from this directory (a trailing slash also follows a final symlink). */
   #walk(path: string, followLast: boolean): { r: WalkResult<MemInode>; mustBeDir: boolean } {
-    const p = parsePath(path);
-    if (p.path === null) return { r: { ret: p.ret, dir: null, name: null, node: null, type: null }, mustBeDir: false };
-    return { r: walkPath(this, this.dir, p.path, followLast || p.path.mustBeDir), mustBeDir: p.path.mustBeDir };
+    return resolvePath(this, this.dir, path, followLast);
   }
   /** Same, for calls that act on the last component itself (never follow it, even with a trailing slash). */
   #walkNoFollow(path: string): { r: WalkResult<MemInode>; mustBeDir: boolean } {
-    const p = parsePath(path);
-    if (p.path === null) return { r: { ret: p.ret, dir: null, name: null, node: null, type: null }, mustBeDir: false };
-    return { r: walkPath(this, this.dir, p.path, false), mustBeDir: p.path.mustBeDir };
+    return resolvePath(this, this.dir, path, "never");
   }
 
-  override fd_read(_size: number) {
-    return { ret: wasi.ERRNO_ISDIR, data: new Uint8Array(0) };
-  }
-  override fd_pread(_size: number, _offset: bigint) {
-    return { ret: wasi.ERRNO_ISDIR, data: new Uint8Array(0) };
-  }
-  override fd_write(_data: Uint8Array) {
-    return { ret: wasi.ERRNO_ISDIR, nwritten: 0 };
-  }
-  override fd_pwrite(_data: Uint8Array, _offset: bigint) {
-    return { ret: wasi.ERRNO_ISDIR, nwritten: 0 };
-  }
-  override fd_seek(_offset: bigint, _whence: number) {
-    return { ret: wasi.ERRNO_ISDIR, offset: 0n };
-  }
-  override fd_tell() {
-    return { ret: wasi.ERRNO_ISDIR, offset: 0n };
-  }
-  override fd_allocate(_offset: bigint, _len: bigint): number {
-    return wasi.ERRNO_ISDIR;
-  }
-  override fd_filestat_set_size(_size: bigint): number {
-    return wasi.ERRNO_ISDIR;
-  }
-  override fd_fdstat_get() {
-    const st = new wasi.Fdstat(wasi.FILETYPE_DIRECTORY, 0);
-    st.fs_rights_base = DIR_RIGHTS;
-    st.fs_rights_inherited = DIR_RIGHTS_INHERITING;
-    return { ret: 0, fdstat: st };
-  }
-  override fd_fdstat_set_flags(_flags: number): number {
-    return 0; // no fd flag changes anything for a directory
-  }
   override fd_filestat_get() {
     return { ret: 0, filestat: memStat(this.dir) };
   }

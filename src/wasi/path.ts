@@ -144,3 +144,20 @@ export function walkPath<N>(w: PathWalker<N>, start: N, path: ParsedPath, follow
   // result is a directory without a (parent, name) pair.
   return { ret: 0, dir: null, name: null, node: cur, type: "dir" };
 }
+
+/**
+ * Parses `path` and resolves it from `start`. `followLast`: follow a final
+ * symlink (a trailing slash follows it too), or "never" for calls that act on
+ * the last component itself.
+ */
+export function resolvePath<N>(
+  w: PathWalker<N>,
+  start: N,
+  path: string,
+  followLast: boolean | "never",
+): { r: WalkResult<N>; mustBeDir: boolean } {
+  const p = parsePath(path);
+  if (p.path === null) return { r: { ret: p.ret, dir: null, name: null, node: null, type: null }, mustBeDir: false };
+  const follow = followLast === "never" ? false : followLast || p.path.mustBeDir;
+  return { r: walkPath(w, start, p.path, follow), mustBeDir: p.path.mustBeDir };
+}
