@@ -1,5 +1,6 @@
 // The `crvm` command line. This entry may touch the runtime (process exit);
 // everything else goes through the Host.
+import { spawnSync } from "node:child_process";
 import process from "node:process";
 import { Command, CommanderError } from "commander";
 import { CrvmError } from "../errors.ts";
@@ -87,4 +88,20 @@ async function main(argv: string[]): Promise<number> {
   return code;
 }
 
-process.exit(await main(process.argv.slice(2)));
+/**
+ * Bun (JavaScriptCore) reads its stack limit from the environment at start:
+ * Asyncify-instrumented guests need more than the default, so the CLI
+ * re-launches itself once with a larger limit (Node and Deno get theirs from
+ * --stack-size in bin/crvm.mjs and deno.json).
+ */
+function relaunchBunWithLargerStack(): number | null {
+  const bun = "Bun" in globalThis;
+  if (!bun || process.env.BUN_JSC_maxPerThreadStackUsage) return null;
+  const r = spawnSync(process.execPath, process.argv.slice(1), {
+    stdio: "inherit",
+    env: { ...process.env, BUN_JSC_maxPerThreadStackUsage: String(7 * 1024 * 1024) },
+  });
+  return r.status ?? 1;
+}
+
+process.exit(relaunchBunWithLargerStack() ?? await main(process.argv.slice(2)));

@@ -1,0 +1,200 @@
+// Runs bench/snapshot.ts on Node, Deno and Bun one after the other (never in
+// parallel: they would measure each other), collects their JSON, prints a
+// Markdown table and writes bench/results/<date>-<machine>.json and
+// bench/results/latest.json.
+//
+//   npm run bench                      # full run (several minutes)
+//   npm run bench -- --quick           # smoke run: 1 and 64 MiB, fewer repetitions, no SQLite
+//   npm run bench -- --runtimes node,bun --only snapshot
+//
+// A benchmark records figures; it never fails on a time. It exits non-zero
+// only when a runtime could not produce its figures at all.
+import { spawn, spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import process from "node:process";
+import { fileURLToPath } from "node:url";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const argv = process.argv.slice(2);
+const quick = argv.includes("--quick");
+const optValue = (name) => {
+  const i = argv.indexOf(name);
+  return i >= 0 ? argv[i + 1] : undefined;
+};
+const runtimes = (optValue("--runtimes") ?? "node,deno,bun").split(",").filter(Boolean);
+const only = optValue("--only");
+const passArgs = [...(quick ? ["--quick"] : []), ...(only ? ["--only", only] : [])];
+
+const bin = (name) => {
+  const local = path.join(root, "node_modules/.bin", name);
+  return fs.existsSync(local) ? [local] : ["npx", name];
+};
+
+const commands = {
+  node: [process.execPath, "--stack-size=4000", "--expose-gc", "dist/bench/snapshot.js"],
+  deno: [...bin("deno"), "run", "-A", "--v8-flags=--stack-size=4000,--expose-gc", "bench/snapshot.ts"],
+  bun: [...bin("bun"), "bench/snapshot.ts"],
+};
+
+/** A command line for display: paths inside the project relative to it. */
+const shown = (parts) => parts.map((a) => (path.isAbsolute(a) && a.startsWith(root + path.sep) ? path.relative(root, a) : a)).join(" ");
+
+function say(msg) {
+  process.stderr.write(`[bench] ${msg}\n`);
+}
+
+// Node runs the compiled JS: always rebuild (tsc is incremental enough here, ~3 s), so dist/ is never stale.
+if (runtimes.includes("node")) {
+  say("npx tsc -p .");
+  const tsc = spawnSync("npx", ["tsc", "-p", "."], { cwd: root, stdio: ["ignore", "inherit", "inherit"] });
+  if (tsc.status !== 0) {
+    if (!fs.existsSync(path.join(root, "dist/bench/snapshot.js"))) {
+      say("tsc failed and dist/bench/snapshot.js does not exist: cannot run the Node benchmark");
+      process.exit(1);
+    }
+    say("tsc reported errors (it still emits); running what it produced");
+  }
+}
+
+function runOne(name) {
+  const [cmd, ...args] = [...commands[name], ...passArgs];
+  say(`${name}: ${shown([cmd, ...args])}`);
+  const loadBefore = os.loadavg()[0];
+  const t0 = performance.now();
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { cwd: root, stdio: ["ignore", "pipe", "inherit"] });
+    let out = "";
+    child.stdout.setEncoding("utf8");
+    child.stdout.on("data", (d) => (out += d));
+    child.on("error", (e) => resolve({ runtime: { name }, error: `could not start: ${e.message}` }));
+    child.on("close", (code, signal) => {
+      const wallMs = Math.round(performance.now() - t0);
+      const load = { before: round2(loadBefore), after: round2(os.loadavg()[0]) };
+      const last = out.trim().split("\n").filter((l) => l.startsWith("{")).pop();
+      if (code !== 0 || last === undefined) {
+        resolve({ runtime: { name }, error: `exited with ${signal ?? code}`, stdoutTail: out.slice(-2000), wallMs, loadAverage1m: load });
+        return;
+      }
+      try {
+        resolve({ ...JSON.parse(last), wallMs, loadAverage1m: load });
+      } catch (e) {
+        resolve({ runtime: { name }, error: `bad JSON: ${e.message}`, wallMs, loadAverage1m: load });
+      }
+    });
+  });
+}
+
+const round2 = (x) => Math.round(x * 100) / 100;
+const started = new Date();
+const runs = [];
+for (const name of runtimes) {
+  if (!commands[name]) {
+    say(`unknown runtime ${name} (node, deno, bun)`);
+    process.exit(2);
+  }
+  runs.push(await runOne(name));
+}
+
+// ---------------------------------------------------------------- table
+
+const cpus = os.cpus();
+const machine = {
+  cpu: cpus[0]?.model ?? "unknown",
+  cores: cpus.length,
+  memoryGiB: round2(os.totalmem() / 2 ** 30),
+  os: `${os.type()} ${os.release()} ${os.arch()}`,
+};
+const ok = runs.filter((r) => !r.error);
+const rt = (r) => `${r.runtime.name} ${r.runtime.version}`;
+const f = (x, digits = 1) => (x === undefined || x === null ? "–" : x >= 100 ? x.toFixed(0) : x.toFixed(digits));
+const x = (ratio) => (ratio === undefined ? "–" : `${ratio.toFixed(ratio >= 10 ? 1 : 2)}×`);
+
+const lines = [];
+lines.push(`### crvm benchmark, ${started.toISOString().slice(0, 16).replace("T", " ")} UTC${quick ? " (--quick)" : ""}`);
+lines.push("");
+lines.push(`Machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB RAM, ${machine.os}.`);
+lines.push(`Runtimes: ${runs.map((r) => (r.error ? `${r.runtime.name} (failed: ${r.error})` : `${rt(r)} (${r.runtime.engine})`)).join("; ")}.`);
+lines.push(
+  `Load average (1 min) before each runtime: ${runs.map((r) => `${r.runtime.name} ${r.loadAverage1m?.before ?? "?"}`).join(", ")} ` +
+    `on ${machine.cores} cores${runs.some((r) => (r.loadAverage1m?.before ?? 0) > machine.cores * 0.5) ? " — other work was running: figures are noisy" : ""}.`,
+);
+lines.push("Medians in ms; × = ratio to a plain `Uint8Array.set` copy of the same number of bytes (d), measured in the same process.");
+
+const snapRows = [];
+for (const r of ok) for (const s of r.snapshot ?? []) snapRows.push({ r, s });
+if (snapRows.length) {
+  snapRows.sort((a, b) => a.s.memoryMiB - b.s.memoryMiB || a.s.touchedPages - b.s.touchedPages || runtimes.indexOf(a.r.runtime.name) - runtimes.indexOf(b.r.runtime.name));
+  const reps = [...new Set(snapRows.map(({ s }) => s.reps))].join("/");
+  lines.push("");
+  lines.push(`**Snapshot hot path** (median of ${reps} after a warm-up; checkpoint copies into one preallocated buffer; restore = decode + restoreVm into a fresh VM, ready to run)`);
+  lines.push("");
+  lines.push("| memory (touched) | runtime | copy (d) | checkpoint (a) | ×copy | checkpoint, views only | image (b) | decode + restore (c) | ×copy | decode / restore |");
+  lines.push("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|");
+  for (const { r, s } of snapRows) {
+    const touched = s.touchedMiB === s.memoryMiB ? "all" : `${f(s.touchedMiB)} MiB`;
+    lines.push(
+      `| ${s.memoryMiB} MiB (${touched}) | ${rt(r)} | ${f(s.copyMs.median, 2)} | ${f(s.checkpointMs.median)} | ${x(s.checkpointRatio)} | ` +
+        `${f(s.checkpointViewsMs.median)} (${x(s.checkpointViewsRatio)}) | ${f(s.imageMiB, 2)} MiB | ${f(s.decodeRestoreMs.median)} | ` +
+        `${x(s.decodeRestoreRatio)} | ${f(s.decodeMs.median)} / ${f(s.restoreMs.median)} |`,
+    );
+  }
+}
+
+const over = ok.filter((r) => r.overhead);
+if (over.length) {
+  const o0 = over[0].overhead;
+  lines.push("");
+  lines.push(`**Instrumentation overhead**: \`compute.wasm ${o0.args.slice(1).join(" ")}\`, median of ${o0.reps} alternating runs after a warm-up run each`);
+  lines.push("");
+  lines.push("| guest | runtime | plain, browser_wasi_shim | instrumented, crvm Vm | ratio | note |");
+  lines.push("|---|---|--:|--:|--:|---|");
+  for (const r of over) {
+    const o = r.overhead;
+    const note = o.crvmStackExhausted ? `${o.crvmStackExhausted} crvm run(s) ended in "call stack exhausted" and were repeated` : "";
+    lines.push(`| compute ${o.args.slice(1).join(" ")} | ${rt(r)} | ${f(o.plainMs.median)} | ${f(o.crvmMs.median)} | ${o.ratio.toFixed(2)}× | ${note} |`);
+  }
+}
+
+const trRows = [];
+for (const r of ok) for (const t of r.transform ?? []) trRows.push({ r, t });
+if (trRows.length) {
+  trRows.sort((a, b) => a.t.sourceBytes - b.t.sourceBytes || runtimes.indexOf(a.r.runtime.name) - runtimes.indexOf(b.r.runtime.name));
+  lines.push("");
+  lines.push("**Transform** (`instrumentModule`): cold = empty cache directory (binaryen already loaded), cached = cache hit");
+  lines.push("");
+  lines.push("| module | runtime | size → instrumented | cold | cached | cold / cached |");
+  lines.push("|---|---|--:|--:|--:|--:|");
+  const kb = (n) => `${Math.round(n / 1024)} KiB`;
+  for (const { r, t } of trRows) {
+    const cold = t.coldReps > 1 ? `${f(t.coldMs.median)} (median of ${t.coldReps})` : f(t.coldMs.median);
+    lines.push(`| ${t.module} | ${rt(r)} | ${kb(t.sourceBytes)} → ${kb(t.instrumentedBytes)} | ${cold} | ${f(t.cachedMs.median, 2)} | ${Math.round(t.ratio)}× |`);
+  }
+}
+const table = lines.join("\n");
+
+// ---------------------------------------------------------------- files
+
+const slug = machine.cpu.toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-|-$/g, "") + `-${machine.cores}c`;
+const stamp = started.toISOString().slice(0, 16).replace(/:/g, "");
+const record = {
+  generatedAt: started.toISOString(),
+  machine,
+  options: { quick, runtimes, only: only ?? null },
+  commands: Object.fromEntries(runtimes.map((n) => [n, shown([...commands[n], ...passArgs])])),
+  totalWallMs: Math.round(performance.now()),
+  runs,
+  table,
+};
+const dir = path.join(root, "bench/results");
+fs.mkdirSync(dir, { recursive: true });
+const file = path.join(dir, `${stamp}-${slug}${quick ? "-quick" : ""}.json`);
+fs.writeFileSync(file, JSON.stringify(record, null, 2) + "\n");
+fs.writeFileSync(path.join(dir, "latest.json"), JSON.stringify(record, null, 2) + "\n");
+
+process.stdout.write(table + "\n\n");
+say(`wrote ${path.relative(root, file)} and bench/results/latest.json (${Math.round(performance.now() / 1000)} s)`);
+const failed = runs.filter((r) => r.error);
+for (const r of failed) say(`${r.runtime.name}: ${r.error}`);
+process.exit(failed.length ? 1 : 0);
