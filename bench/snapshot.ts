@@ -210,7 +210,7 @@ async function benchSnapshot(o: Options, host: Host, hashing: Hashing, root: str
     // (a) checkpoint into one preallocated buffer: the sink copies every chunk (chunks can be views of
     // guest memory, which are only valid until the guest runs again). Sized by a first dump.
     let imageLen = 0;
-    dumpVm(vm, hashing, (ch) => void (imageLen += ch.length), runtime);
+    dumpVm(vm, hashing, (ch) => void (imageLen += ch.length), { runtime });
     const image = new Uint8Array(imageLen + 65536);
     let off = 0;
     const copySink = (ch: Uint8Array) => {
@@ -231,18 +231,18 @@ async function benchSnapshot(o: Options, host: Host, hashing: Hashing, root: str
 
       off = 0;
       a = now();
-      dumpVm(vm, hashing, copySink, runtime);
+      dumpVm(vm, hashing, copySink, { runtime });
       const ckpt = now() - a;
       imageLen = off;
 
       views = [];
       a = now();
-      dumpVm(vm, hashing, viewSink, runtime);
+      dumpVm(vm, hashing, viewSink, { runtime });
       const vms = now() - a;
       views = [];
 
       a = now();
-      const img = decodeSnapshot(hashing, image.subarray(0, imageLen), "bench");
+      const img = await decodeSnapshot(image.subarray(0, imageLen), { name: "bench" });
       const b = now();
       let restored: Vm | null = await restoreVm(img, { host: qhost, load: () => Promise.resolve(loaded), dirs: new Map(), name: "bench" });
       const e = now();

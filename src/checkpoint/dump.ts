@@ -3,7 +3,7 @@
 // that every object is written before the record that refers to it.
 import { CrvmError } from "../errors.ts";
 import type { Vm } from "../sched/vm.ts";
-import { type Hashing, type ModuleEntry, type Sink, SnapshotWriter, type TaskRecord } from "../snapshot/mod.ts";
+import { bytesToHex, type Hashing, type ModuleEntry, type ParentRef, type Sink, SnapshotWriter, type TaskRecord, type WriteStats } from "../snapshot/mod.ts";
 import { FdDumper } from "./fds.ts";
 import { dumpGlobals } from "./globals.ts";
 import { dumpMemory } from "./memory.ts";
@@ -11,11 +11,19 @@ import { dumpPending } from "./stack.ts";
 
 export const CRVM_VERSION = "0.1.0";
 
-export interface CheckpointStats {
-  bytes: number;
-  pageBytes: number;
+export interface CheckpointStats extends WriteStats {
+  /** The new image's id and digest (what a child image would name it by). */
+  id: string;
+  digest: string;
   tasks: number;
   ms: number;
+}
+
+export interface DumpOptions {
+  /** Runtime and version, recorded in the image. */
+  runtime: string;
+  /** For an incremental image: the parent, and the page ids and module hashes its chain holds (not written again). */
+  parent?: { ref: ParentRef; pages: ReadonlySet<string>; modules: ReadonlySet<string> };
 }
 
 /**
@@ -27,7 +35,7 @@ export interface CheckpointStats {
  * await vm.run();                               // resolves { kind: "frozen" }
  * dumpVm(vm, hashing, (c) => file.write(c));
  */
-export function dumpVm(vm: Vm, hashing: Hashing, sink: Sink, runtime: string): CheckpointStats {
+export function dumpVm(vm: Vm, hashing: Hashing, sink: Sink, opts: DumpOptions): CheckpointStats {
   const t0 = performance.now();
   const live = [...vm.tasks.values()].filter((t) => t.status !== "exited");
   for (const t of live) {
@@ -35,12 +43,15 @@ export function dumpVm(vm: Vm, hashing: Hashing, sink: Sink, runtime: string): C
       throw new CrvmError(`Cannot checkpoint: task ${t.pid} is not frozen`);
     }
   }
-  const w = new SnapshotWriter(hashing, sink);
+  const w = new SnapshotWriter(hashing, sink, opts.parent?.pages);
+  const id = bytesToHex(crypto.getRandomValues(new Uint8Array(16)));
   w.meta({
     crvmVersion: CRVM_VERSION,
     createdAt: new Date().toISOString(),
-    runtime,
+    runtime: opts.runtime,
     monotonicNs: vm.clock.monotonicNs().toString(),
+    id,
+    ...(opts.parent ? { parent: opts.parent.ref } : {}),
   });
   const moduleIds = new Map<string, number>();
   for (const t of live) {
@@ -54,7 +65,8 @@ export function dumpVm(vm: Vm, hashing: Hashing, sink: Sink, runtime: string): C
       source: t.module.source,
     };
     moduleIds.set(t.module.wasmHash, entry.id);
-    w.module(entry);
+    if (opts.parent?.modules.has(entry.sourceHash)) w.moduleRef({ id: entry.id, name: entry.name, sourceHash: entry.sourceHash, wasmHash: entry.wasmHash, passVersion: entry.passVersion });
+    else w.module(entry);
   }
   let nextBlob = 0;
   const blob = (bytes: Uint8Array) => {
@@ -65,6 +77,7 @@ export function dumpVm(vm: Vm, hashing: Hashing, sink: Sink, runtime: string): C
   const fds = new FdDumper(blob, vm.host);
   const tasks: TaskRecord[] = live.map((t) => ({
     pid: t.pid,
+    ppid: 0,
     moduleId: moduleIds.get(t.module.wasmHash)!,
     args: t.args,
     env: t.env,
@@ -75,6 +88,6 @@ export function dumpVm(vm: Vm, hashing: Hashing, sink: Sink, runtime: string): C
     fds: t.fds.entries().map(([fd, obj]) => [fd, fds.fileId(obj)]),
   }));
   w.vm({ nextPid: vm.nextPid, nextIno: vm.fsContext.nextIno.toString(), inodes: fds.inodes, files: fds.files, tasks });
-  w.finish();
-  return { bytes: w.bytesWritten, pageBytes: w.pageBytes, tasks: tasks.length, ms: performance.now() - t0 };
+  const digest = w.finish();
+  return { ...w.stats, id, digest, tasks: tasks.length, ms: performance.now() - t0 };
 }

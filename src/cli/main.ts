@@ -19,6 +19,8 @@ function checkpointOptions(cmd: Command): Command {
     .option("--checkpoint-after-yields <n>", "freeze at the N-th yield point instead (deterministic; for tests)")
     .option("--checkpoint-file <path>", "where to write the snapshot (atomically)")
     .option("--leave-running", "continue after writing the snapshot instead of stopping")
+    .option("--parent <snapshot>", "write an incremental snapshot: only pages that PARENT's chain does not have")
+    .option("--compress", "gzip the snapshot (for networks and long-term storage)")
     .option("--stats", "print run statistics (yield points passed) to stderr at the end");
 }
 
@@ -62,11 +64,22 @@ function program(host: Host, setCode: (n: number) => void): Command {
   });
 
   p.command("inspect")
-    .description("show what a snapshot holds")
-    .argument("<snapshot>", "snapshot file")
-    .option("--json", "print the image as JSON")
-    .action(async (snapshot: string, o: Opts) => {
-      setCode(await inspectCommand(host, { snapshot, json: !!o.json }));
+    .description("show what a snapshot holds; --verify checks it; --encode turns --json output back into an image")
+    .argument("<input>", "snapshot file (with --encode: a JSON file, - for stdin)")
+    .option("--json", "print every record as JSON (pages as hashes)")
+    .option("--with-pages", "with --json: include page contents (base64)")
+    .option("--verify", "check every record, page and the parent chain; exit 1 naming the first bad record")
+    .option("--encode", "read JSON from `crvm inspect --json --with-pages` and write the image")
+    .option("-o, --output <file>", "with --encode: write the image here (default: stdout)")
+    .action(async (input: string, o: Opts) => {
+      setCode(await inspectCommand(host, {
+        input,
+        json: !!o.json,
+        withPages: !!o.withPages,
+        verify: !!o.verify,
+        encode: !!o.encode,
+        output: o.output as string | undefined,
+      }));
     });
   return p;
 }

@@ -45,17 +45,29 @@ export interface CheckpointSpec {
   afterYields?: number;
   file?: string;
   leaveRunning: boolean;
+  /** Write an incremental image against this one. */
+  parent?: string;
+  compress: boolean;
 }
 
 /** Checks the --checkpoint-* flags go together. */
-export function checkpointSpec(o: { checkpointAfter?: string; checkpointAfterYields?: string; checkpointFile?: string; leaveRunning?: boolean }): CheckpointSpec {
-  const spec: CheckpointSpec = { leaveRunning: !!o.leaveRunning };
+export function checkpointSpec(o: {
+  checkpointAfter?: string;
+  checkpointAfterYields?: string;
+  checkpointFile?: string;
+  leaveRunning?: boolean;
+  parent?: string;
+  compress?: boolean;
+}): CheckpointSpec {
+  const spec: CheckpointSpec = { leaveRunning: !!o.leaveRunning, compress: !!o.compress };
   if (o.checkpointAfter !== undefined) spec.afterMs = parseCount("--checkpoint-after", o.checkpointAfter);
   if (o.checkpointAfterYields !== undefined) spec.afterYields = parseCount("--checkpoint-after-yields", o.checkpointAfterYields);
   const when = spec.afterMs !== undefined || spec.afterYields !== undefined;
   if (when && !o.checkpointFile) throw new UsageError("--checkpoint-after needs --checkpoint-file PATH");
   if (!when && o.checkpointFile) throw new UsageError("--checkpoint-file needs --checkpoint-after MS");
   if (!when && spec.leaveRunning) throw new UsageError("--leave-running needs --checkpoint-after MS");
+  if (!when && (o.parent !== undefined || o.compress)) throw new UsageError("--parent and --compress need --checkpoint-after MS");
   if (o.checkpointFile) spec.file = o.checkpointFile;
+  if (o.parent !== undefined) spec.parent = o.parent;
   return spec;
 }

@@ -1,10 +1,8 @@
 // Drives a VM to its end: runs it, takes the requested checkpoint when it
 // freezes, and either stops there or lets it continue.
-import { dumpVm } from "../checkpoint/dump.ts";
-import { SnapshotError } from "../errors.ts";
 import type { Host } from "../host/mod.ts";
 import type { Vm } from "../sched/vm.ts";
-import { Hashing } from "../snapshot/mod.ts";
+import { writeImage } from "./images.ts";
 import type { CheckpointSpec } from "./options.ts";
 
 /** Runs `vm`; returns the process exit code. */
@@ -25,21 +23,8 @@ async function driveToEnd(host: Host, vm: Vm, spec: CheckpointSpec): Promise<num
       if (out.trap !== null) host.stdio.write(2, new TextEncoder().encode(`crvm: guest trapped: ${out.trap}\n`));
       return out.code;
     }
-    await writeCheckpoint(host, vm, spec.file!);
+    await writeImage(host, vm, spec.file!, { parent: spec.parent, compress: spec.compress });
     if (!spec.leaveRunning) return 0;
     vm.thaw();
-  }
-}
-
-/** Writes the frozen VM's image to `path` atomically (temp file + rename). */
-export async function writeCheckpoint(host: Host, vm: Vm, path: string): Promise<void> {
-  const hashing = await Hashing.create();
-  const chunks: Uint8Array[] = [];
-  // Chunks may be views of guest memory: they are written before any guest code runs again.
-  dumpVm(vm, hashing, (c) => chunks.push(c), `${host.runtime.name} ${host.runtime.version}`);
-  try {
-    host.fs.writeFileAtomic(host.resolvePath(path), chunks);
-  } catch (e) {
-    throw new SnapshotError(`Cannot write snapshot "${path}": ${(e as Error).message}`);
   }
 }

@@ -21,7 +21,9 @@ export function createHost(): Host {
     stdio: nodeStdio(),
     env: (name) => process.env[name],
     homeDir: () => os.homedir(),
-    resolvePath: (p) => path.resolve(p),
+    resolvePath: (p, base) => (base === undefined ? path.resolve(p) : path.resolve(base, p)),
+    relativePath: (from, to) => path.relative(from, to),
+    dirname: (p) => path.dirname(p),
     machine: () => ({
       cpu: os.cpus()[0]?.model ?? "unknown",
       cores: os.cpus().length,

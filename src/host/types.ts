@@ -97,8 +97,11 @@ export interface Host {
   stdio: HostStdio;
   env(name: string): string | undefined;
   homeDir(): string | undefined;
-  /** Absolute path of a host path relative to the current directory. */
-  resolvePath(path: string): string;
+  /** Absolute path of a host path (relative ones are taken from the current directory, or from `base`). */
+  resolvePath(path: string, base?: string): string;
+  /** `to` relative to the directory `fromDir`. */
+  relativePath(fromDir: string, to: string): string;
+  dirname(path: string): string;
   /** A short description of the machine for benchmark records. */
   machine(): { cpu: string; cores: number; memoryBytes: number; os: string };
 }

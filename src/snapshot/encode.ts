@@ -1,44 +1,55 @@
+import { CRC_SIZE, HEADER_SIZE, Kind, type KindNumber, MAGIC, PAGE_ID_SIZE, RECORD_HEADER } from "./format.ts";
+import { bytesToHex, type Hashing, hexToBytes } from "./hashing.ts";
 import { FORMAT_VERSION, type ImageMeta, type ModuleEntry, PAGE_SIZE, type VmRecord } from "./types.ts";
-import { HEADER_SIZE, Kind, MAGIC, RECORD_HEADER } from "./format.ts";
-import type { Hashing } from "./hashing.ts";
 
 const enc = new TextEncoder();
 
 /** Receives the image front to back. A chunk may be a view of guest memory: consume it before returning. */
 export type Sink = (chunk: Uint8Array) => void;
 
+/** What a writer wrote: bytes and pages by where they went. */
+export interface WriteStats {
+  bytes: number;
+  records: number;
+  /** Pages stored in this image. */
+  pagesStored: number;
+  /** Page references that named a page already stored in this image. */
+  pagesDeduplicated: number;
+  /** Page references that named a page of the parent chain (not stored). */
+  pagesInherited: number;
+}
+
 /**
- * Writes an image record by record to a sink, never seeking back.
+ * Writes an image record by record to a sink, never seeking back. Pages are
+ * stored once per image; with `inherited` (the page ids of a parent chain),
+ * pages the parent has are not stored at all (an incremental image).
  *
  * @example
  * const w = new SnapshotWriter(hashing, (c) => chunks.push(c.slice()));
- * w.meta(meta); w.module(m); w.page(id, bytes); w.vm(vm); w.finish();
+ * w.meta(meta); w.module(m); w.page(id, bytes); w.vm(vm); const digest = w.finish();
  */
 export class SnapshotWriter {
-  #records = 0;
-  #bytes = 0;
-  #chain = 0;
   readonly #pages = new Set<string>();
-  /** Bytes of page content written (after dedup). */
-  pageBytes = 0;
+  readonly stats: WriteStats = { bytes: 0, records: 0, pagesStored: 0, pagesDeduplicated: 0, pagesInherited: 0 };
 
-  constructor(private readonly hashing: Hashing, private readonly sink: Sink) {
+  constructor(
+    private readonly hashing: Hashing,
+    private readonly sink: Sink,
+    private readonly inherited: ReadonlySet<string> = new Set(),
+  ) {
     const h = new Uint8Array(HEADER_SIZE);
     h.set(MAGIC);
     new DataView(h.buffer).setUint32(8, FORMAT_VERSION, true);
+    hashing.digest.init();
     this.#emit(h);
   }
 
-  get bytesWritten(): number {
-    return this.#bytes;
-  }
-
   #emit(chunk: Uint8Array): void {
-    this.#bytes += chunk.length;
+    this.stats.bytes += chunk.length;
     this.sink(chunk);
   }
 
-  #recordHeader(kind: Kind, length: number): Uint8Array {
+  #recordHeader(kind: KindNumber, length: number): Uint8Array {
     const h = new Uint8Array(RECORD_HEADER);
     const dv = new DataView(h.buffer);
     dv.setUint16(0, kind, true);
@@ -46,23 +57,26 @@ export class SnapshotWriter {
     return h;
   }
 
-  #tail(crc: number): void {
-    const t = new Uint8Array(4);
+  /** Ends a record: its CRC, which also feeds the image digest (with the header it covers). */
+  #tail(head: Uint8Array, crc: number, pageId?: Uint8Array): void {
+    const t = new Uint8Array(CRC_SIZE);
     new DataView(t.buffer).setUint32(0, crc, true);
     this.#emit(t);
-    this.#chain = chainCrc(this.hashing, this.#chain, crc);
-    this.#records++;
+    this.hashing.digest.update(head);
+    if (pageId) this.hashing.digest.update(pageId);
+    this.hashing.digest.update(t);
+    this.stats.records++;
   }
 
-  #record(kind: Kind, ...parts: Uint8Array[]): void {
+  #record(kind: KindNumber, ...parts: Uint8Array[]): void {
     const len = parts.reduce((n, p) => n + p.length, 0);
     const h = this.#recordHeader(kind, len);
     this.#emit(h);
     for (const p of parts) this.#emit(p);
-    this.#tail(this.hashing.crc32(h, ...parts));
+    this.#tail(h, this.hashing.crc32(h, ...parts));
   }
 
-  #json(kind: Kind, value: unknown): void {
+  #json(kind: KindNumber, value: unknown): void {
     this.#record(kind, enc.encode(JSON.stringify(value)));
   }
 
@@ -71,29 +85,42 @@ export class SnapshotWriter {
   }
 
   module(m: ModuleEntry): void {
-    const { source, ...info } = m;
+    const { source, inherited: _, ...info } = m;
     const json = enc.encode(JSON.stringify(info));
     const len = new Uint8Array(4);
     new DataView(len.buffer).setUint32(0, json.length, true);
     this.#record(Kind.Module, len, json, source);
   }
 
+  /** Names a module whose bytes the parent chain holds (an incremental image does not repeat them). */
+  moduleRef(info: Omit<ModuleEntry, "source" | "inherited">): void {
+    this.#json(Kind.ModuleRef, info);
+  }
+
   /**
-   * Writes a page unless a page with this id was already written. The CRC
-   * covers the record header and the id; the content is covered by the id
-   * itself (a 128-bit hash the decoder recomputes), so a page is hashed once.
+   * References a page: stores it unless this image or the parent chain has
+   * it already. The CRC covers the record header and the id; the content is
+   * covered by the id itself (a 128-bit hash the decoder recomputes), so a
+   * page is hashed once.
    */
   page(id: string, bytes: Uint8Array): void {
-    if (this.#pages.has(id)) return;
+    if (this.#pages.has(id)) {
+      this.stats.pagesDeduplicated++;
+      return;
+    }
+    if (this.inherited.has(id)) {
+      this.stats.pagesInherited++;
+      return;
+    }
     if (bytes.length !== PAGE_SIZE) throw new RangeError("page must be 64 KiB");
     this.#pages.add(id);
-    const h = this.#recordHeader(Kind.Page, 16 + PAGE_SIZE);
+    const h = this.#recordHeader(Kind.Page, PAGE_ID_SIZE + PAGE_SIZE);
     const idBytes = hexToBytes(id);
     this.#emit(h);
     this.#emit(idBytes);
     this.#emit(bytes);
-    this.pageBytes += PAGE_SIZE;
-    this.#tail(this.hashing.crc32(h, idBytes));
+    this.stats.pagesStored++;
+    this.#tail(h, this.hashing.crc32(h, idBytes), idBytes);
   }
 
   blob(id: number, bytes: Uint8Array): void {
@@ -106,28 +133,23 @@ export class SnapshotWriter {
     this.#json(Kind.Vm, vm);
   }
 
-  /** Writes the trailer: record count, length before the trailer, chained CRC of all records. */
-  finish(): void {
-    const p = new Uint8Array(16);
+  /** Writes the trailer (record count, length before it, digest) and returns the digest as hex. */
+  finish(): string {
+    const count = this.stats.records;
+    const length = this.stats.bytes;
+    const digest = this.hashing.digest.digest("binary");
+    const p = new Uint8Array(4 + 8 + digest.length);
     const dv = new DataView(p.buffer);
-    dv.setUint32(0, this.#records, true);
-    dv.setBigUint64(4, BigInt(this.#bytes), true);
-    dv.setUint32(12, this.#chain, true);
-    this.#record(Kind.Trailer, p);
+    dv.setUint32(0, count, true);
+    dv.setBigUint64(4, BigInt(length), true);
+    p.set(digest, 12);
+    const h = this.#recordHeader(Kind.Trailer, p.length);
+    this.#emit(h);
+    this.#emit(p);
+    const t = new Uint8Array(CRC_SIZE);
+    new DataView(t.buffer).setUint32(0, this.hashing.crc32(h, p), true);
+    this.#emit(t);
+    this.stats.records++;
+    return bytesToHex(digest);
   }
-}
-
-/** The trailer's whole-image checksum: a CRC-32 chained over every record's CRC. */
-export function chainCrc(hashing: Hashing, prev: number, crc: number): number {
-  const b = new Uint8Array(8);
-  const dv = new DataView(b.buffer);
-  dv.setUint32(0, prev, true);
-  dv.setUint32(4, crc, true);
-  return hashing.crc32(b);
-}
-
-export function hexToBytes(hex: string): Uint8Array {
-  const out = new Uint8Array(hex.length / 2);
-  for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
-  return out;
 }

@@ -1,10 +1,11 @@
 import { createCRC32, createXXHash128, type IHasher } from "hash-wasm";
 
-/** The hash functions the format uses: xxh128 for page contents, CRC-32 for records. */
+/** The hash functions the format uses: xxh128 for page ids and the image digest, CRC-32 for records. */
 export class Hashing {
-  private constructor(private readonly xxh: IHasher, private readonly crc: IHasher) {}
+  private constructor(private readonly xxh: IHasher, private readonly crc: IHasher, readonly digest: IHasher) {}
+  /** A set of hashers for one image at a time (a writer or a reader uses `digest` throughout). */
   static async create(): Promise<Hashing> {
-    return new Hashing(await createXXHash128(), await createCRC32());
+    return new Hashing(await createXXHash128(), await createCRC32(), await createXXHash128());
   }
   /** 128-bit content id of a page, as 32 hex digits. */
   pageId(page: Uint8Array): string {
@@ -23,4 +24,16 @@ export function isZeroPage(page: Uint8Array): boolean {
   const words = new Int32Array(page.buffer, page.byteOffset, page.byteLength >> 2);
   for (let i = 0; i < words.length; i++) if (words[i] !== 0) return false;
   return true;
+}
+
+export function bytesToHex(b: Uint8Array): string {
+  let s = "";
+  for (const x of b) s += (x < 16 ? "0" : "") + x.toString(16);
+  return s;
+}
+
+export function hexToBytes(hex: string): Uint8Array {
+  const out = new Uint8Array(hex.length >> 1);
+  for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
+  return out;
 }

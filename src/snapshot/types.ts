@@ -14,6 +14,17 @@ export interface ImageMeta {
   runtime: string;
   /** The VM's virtual monotonic clock at the checkpoint (ns, decimal string). */
   monotonicNs: string;
+  /** Random 128-bit id of this image (32 hex digits). */
+  id: string;
+  /** For an incremental image: the image whose pages it does not repeat. */
+  parent?: ParentRef;
+}
+
+/** How an incremental image names its parent: its id, its digest, and where it was (relative to this image's directory). */
+export interface ParentRef {
+  id: string;
+  digest: string;
+  path: string;
 }
 
 export interface ModuleEntry {
@@ -24,6 +35,8 @@ export interface ModuleEntry {
   passVersion: number;
   /** The module as the user gave it (the receiver re-instruments it and checks wasmHash). */
   source: Uint8Array;
+  /** Named by a MODULE_REF record: the bytes are in the parent chain (empty until the chain is resolved). */
+  inherited?: boolean;
 }
 
 /** A global's value: "num" for i32/f32/f64 (exact decimal, or NaN/Infinity/-Infinity/-0), "i64" as a decimal integer. */
@@ -92,6 +105,8 @@ export type InodeRecord =
 
 export interface TaskRecord {
   pid: number;
+  /** Parent pid; 0 for the VM's first task. */
+  ppid: number;
   moduleId: number;
   args: string[];
   env: string[];
@@ -115,7 +130,12 @@ export interface VmRecord {
 export interface SnapshotImage {
   meta: ImageMeta;
   modules: ModuleEntry[];
+  /** Pages stored in this image (and, once a chain is resolved, those inherited from its parents). */
   pages: Map<string, Uint8Array>;
   blobs: Map<number, Uint8Array>;
   vm: VmRecord;
+  /** The trailer's digest of this image (32 hex digits): what a child image names its parent by. */
+  digest: string;
+  /** Size of the encoded image in bytes. */
+  bytes: number;
 }
