@@ -64,6 +64,23 @@ describe("compressed images", () => {
   });
 });
 
+describe("streamed images", () => {
+  it("restores an image read from stdin as it arrives (plain and compressed)", async () => {
+    for (const extra of [[], ["--compress"]]) {
+      const dir = tmpDir();
+      const image = path.join(dir, "a.snap");
+      const a = await crvm("node", ["run", "--checkpoint-after-yields", "30", "--checkpoint-file", image, ...extra, ...ARGS]);
+      const b = await crvm("bun", ["restore", "-"], { input: fs.readFileSync(image) });
+      expect(b.code, b.stderr).toBe(0);
+      expect(a.stdout.toString() + b.stdout.toString()).toBe(plain);
+      const cut = await crvm("node", ["restore", "-"], { input: fs.readFileSync(image).subarray(0, 5000) });
+      expect(cut.code).not.toBe(0);
+      expect(cut.stderr.trim().split("\n")).toHaveLength(1);
+      expect(cut.stdout.length).toBe(0);
+    }
+  });
+});
+
 describe("crvm inspect", () => {
   it("--json --with-pages and --encode give back the image byte for byte", async () => {
     const { dir } = await chain();

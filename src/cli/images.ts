@@ -5,7 +5,7 @@ import { type CheckpointStats, dumpVm } from "../checkpoint/dump.ts";
 import { SnapshotError } from "../errors.ts";
 import { type Host, HostFsError } from "../host/mod.ts";
 import type { Vm } from "../sched/vm.ts";
-import { decodeSnapshot, Hashing, type SnapshotImage } from "../snapshot/mod.ts";
+import { decodeSnapshot, decodeSnapshotStream, Hashing, type SnapshotImage } from "../snapshot/mod.ts";
 
 /** One image of a chain, newest first, with how many pages it stores itself. */
 export interface ChainLink {
@@ -47,14 +47,43 @@ export async function readImageBytes(host: Host, path: string): Promise<Uint8Arr
   }
 }
 
+/** The chunks of an image arriving on stdin, gunzipped if they start like gzip. */
+async function* stdinImage(host: Host): AsyncGenerator<Uint8Array> {
+  const next = () => host.stdio.read(1 << 20);
+  let first = await next();
+  while (first !== null && first.length === 0) first = await next();
+  if (first === null) return;
+  if (!isGzip(first)) {
+    yield first;
+    for (let c = await next(); c !== null; c = await next()) yield c;
+    return;
+  }
+  const source = new ReadableStream<Uint8Array>({
+    async start(ctrl) {
+      ctrl.enqueue(first);
+      for (let c = await next(); c !== null; c = await next()) ctrl.enqueue(c);
+      ctrl.close();
+    },
+  });
+  const reader = source.pipeThrough(new DecompressionStream("gzip") as unknown as TransformStream<Uint8Array, Uint8Array>).getReader();
+  try {
+    for (let r = await reader.read(); !r.done; r = await reader.read()) yield r.value;
+  } catch (e) {
+    throw new SnapshotError(`Cannot read snapshot from stdin: bad compressed data (${(e as Error).message})`);
+  }
+}
+
 /**
- * Reads and verifies an image and, for an incremental one, its parents
+ * Reads and verifies an image ("-": streamed from stdin, decoded as it
+ * arrives) and, for an incremental one, its parents
  * (found relative to the image's directory; each must have the id and
  * digest the child recorded).
  */
 export async function readImage(host: Host, file: string, opts: { verifyPages?: boolean } = {}): Promise<LoadedImage> {
-  const path = host.resolvePath(file);
-  const image = await decodeSnapshot(await readImageBytes(host, path), { name: file, verifyPages: opts.verifyPages });
+  const path = host.resolvePath(file === "-" ? "stdin" : file);
+  const image = file === "-"
+    ? await decodeSnapshotStream(stdinImage(host), { name: "stdin", verifyPages: opts.verifyPages })
+    : await decodeSnapshot(await readImageBytes(host, path), { name: file, verifyPages: opts.verifyPages });
   const link: ChainLink = { path: file, id: image.meta.id, digest: image.digest, bytes: image.bytes, pageIds: new Set(image.pages.keys()) };
   const ref = image.meta.parent;
   if (!ref) return { image, chain: [link] };

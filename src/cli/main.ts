@@ -57,7 +57,7 @@ function program(host: Host, setCode: (n: number) => void): Command {
   checkpointOptions(
     p.command("restore")
       .description("continue a checkpointed program from a snapshot")
-      .argument("<snapshot>", "snapshot file")
+      .argument("<snapshot>", "snapshot file, or - to read it from stdin as it arrives")
       .option("--dir <HOST[::GUEST]>", "use HOST for the guest directory GUEST instead of the recorded one", collect(parseDir), []),
   ).action(async (snapshot: string, o: Opts) => {
     setCode(await restoreCommand(host, { snapshot, dirs: o.dir as never, checkpoint: checkpointSpec(o), stats: !!o.stats }));
