@@ -85,11 +85,58 @@ export function checkOpenFlags(oflags: number): number {
 export const LOOKUPFLAGS_SYMLINK_FOLLOW = 1;
 
 /**
- * Base of fds that are not directories (regular files): every path call on
- * them is ENOTDIR (wasi-testsuite path_open_dirfd_not_dir), and they are not
- * preopens (fd_prestat_get → EBADF, which is how wasi-libc's preopen scan ends).
+ * Base of an open regular file, on either filesystem: the offset, the access
+ * mode and fd flags, and the calls that only need those. Every path call on
+ * it is ENOTDIR (wasi-testsuite path_open_dirfd_not_dir), and it is not a
+ * preopen (fd_prestat_get → EBADF, which is how wasi-libc's preopen scan ends).
  */
-export abstract class NotDirFd extends CrvmFd {
+export abstract class FileFdBase extends CrvmFd {
+  pos = 0n;
+  append: boolean;
+  readable: boolean;
+  writable: boolean;
+  /** DSYNC/RSYNC/SYNC/NONBLOCK bits as the guest set them. */
+  fdflags: number;
+
+  constructor(opts: FileFdOptions) {
+    super();
+    this.readable = opts.readable;
+    this.writable = opts.writable;
+    this.append = opts.append;
+    this.fdflags = (opts.fdflags ?? 0) & FDFLAGS_KEPT;
+  }
+
+  /** The file's current size, for SEEK_END (an errno if it cannot be had). */
+  protected abstract currentSize(): { ret: number; size: bigint };
+
+  override fd_seek(offset: bigint, whence: number) {
+    let base: bigint;
+    if (whence === wasi.WHENCE_SET) base = 0n;
+    else if (whence === wasi.WHENCE_CUR) base = this.pos;
+    else if (whence === wasi.WHENCE_END) {
+      const { ret, size } = this.currentSize();
+      if (ret !== 0) return { ret, offset: 0n };
+      base = size;
+    } else return { ret: wasi.ERRNO_INVAL, offset: 0n };
+    const to = base + offset;
+    if (to < 0n || to > BigInt(Number.MAX_SAFE_INTEGER)) return { ret: wasi.ERRNO_INVAL, offset: 0n };
+    this.pos = to;
+    return { ret: 0, offset: to };
+  }
+  override fd_tell() {
+    return { ret: 0, offset: this.pos };
+  }
+  override fd_fdstat_get() {
+    const st = new wasi.Fdstat(wasi.FILETYPE_REGULAR_FILE, (this.append ? wasi.FDFLAGS_APPEND : 0) | this.fdflags);
+    st.fs_rights_base = fileRights(this.readable, this.writable);
+    st.fs_rights_inherited = 0n;
+    return { ret: 0, fdstat: st };
+  }
+  override fd_fdstat_set_flags(flags: number): number {
+    this.append = (flags & wasi.FDFLAGS_APPEND) !== 0;
+    this.fdflags = flags & FDFLAGS_KEPT;
+    return 0;
+  }
   override fd_prestat_get(): { ret: number; prestat: wasi.Prestat | null } {
     return { ret: wasi.ERRNO_BADF, prestat: null };
   }

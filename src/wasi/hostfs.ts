@@ -18,8 +18,8 @@
 import type { HostFs, HostOpenFlags, HostStat } from "../host/types.ts";
 import { CrvmFd, CrvmFilestat, wasi } from "./fd.ts";
 import {
-  DirFdBase, FDFLAGS_KEPT, LOOKUPFLAGS_SYMLINK_FOLLOW, NotDirFd,
-  accessOf, applyTimes, checkOpenFlags, fileRights, type FileFdOptions,
+  DirFdBase, FileFdBase, LOOKUPFLAGS_SYMLINK_FOLLOW,
+  accessOf, applyTimes, checkOpenFlags, type FileFdOptions,
 } from "./_fs_common.ts";
 import { errnoOf } from "./errno.ts";
 import { resolvePath, type NodeType, type PathWalker, type WalkResult } from "./path.ts";
@@ -92,29 +92,19 @@ function host(f: () => void): number {
  * const fd = dirFd.path_open(0, "out.txt", wasi.OFLAGS_CREAT, BigInt(wasi.RIGHTS_FD_WRITE), 0n, 0).fd_obj as HostFileFd;
  * fd.fd_write(bytes); // lands in /srv/data/out.txt
  */
-export class HostFileFd extends NotDirFd {
+export class HostFileFd extends FileFdBase {
   readonly kind = "hostfile";
   fs: HostFs;
   preopen: HostPreopen;
   rel: string;
   hfd: number;
-  pos = 0n;
-  append: boolean;
-  readable: boolean;
-  writable: boolean;
-  /** DSYNC/RSYNC/SYNC/NONBLOCK as set by the guest; SYNC or DSYNC make every write fsync. */
-  fdflags: number;
 
   constructor(fs: HostFs, preopen: HostPreopen, rel: string, hfd: number, opts: FileFdOptions) {
-    super();
+    super(opts);
     this.fs = fs;
     this.preopen = preopen;
     this.rel = rel;
     this.hfd = hfd;
-    this.readable = opts.readable;
-    this.writable = opts.writable;
-    this.append = opts.append;
-    this.fdflags = (opts.fdflags ?? 0) & FDFLAGS_KEPT;
   }
 
   #readAt(size: number, at: bigint): { ret: number; data: Uint8Array } {
@@ -157,31 +147,10 @@ export class HostFileFd extends NotDirFd {
     const r = this.#writeAt(data, offset);
     return { ret: r.ret, nwritten: r.ret === 0 ? data.length : 0 };
   }
-  override fd_seek(offset: bigint, whence: number) {
-    let base = 0n;
-    if (whence === wasi.WHENCE_CUR) base = this.pos;
-    else if (whence === wasi.WHENCE_END) {
-      const ret = host(() => void (base = this.fs.fstat(this.hfd).size));
-      if (ret !== 0) return { ret, offset: 0n };
-    } else if (whence !== wasi.WHENCE_SET) return { ret: wasi.ERRNO_INVAL, offset: 0n };
-    const to = base + offset;
-    if (to < 0n || to > BigInt(Number.MAX_SAFE_INTEGER)) return { ret: wasi.ERRNO_INVAL, offset: 0n };
-    this.pos = to;
-    return { ret: 0, offset: to };
-  }
-  override fd_tell() {
-    return { ret: 0, offset: this.pos };
-  }
-  override fd_fdstat_get() {
-    const st = new wasi.Fdstat(wasi.FILETYPE_REGULAR_FILE, (this.append ? wasi.FDFLAGS_APPEND : 0) | this.fdflags);
-    st.fs_rights_base = fileRights(this.readable, this.writable);
-    st.fs_rights_inherited = 0n;
-    return { ret: 0, fdstat: st };
-  }
-  override fd_fdstat_set_flags(flags: number): number {
-    this.append = (flags & wasi.FDFLAGS_APPEND) !== 0;
-    this.fdflags = flags & FDFLAGS_KEPT;
-    return 0;
+  protected currentSize() {
+    let size = 0n;
+    const ret = host(() => void (size = this.fs.fstat(this.hfd).size));
+    return { ret, size };
   }
   override fd_filestat_get() {
     let st: HostStat | null = null;

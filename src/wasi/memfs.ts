@@ -14,8 +14,8 @@
 // `.`/`..` → EBUSY; hard link to a directory → EPERM.
 import { CrvmFd, wasi } from "./fd.ts";
 import {
-  DirFdBase, FDFLAGS_KEPT, LOOKUPFLAGS_SYMLINK_FOLLOW, NotDirFd,
-  accessOf, applyTimes, checkOpenFlags, fileRights, type FileFdOptions,
+  DirFdBase, FileFdBase, LOOKUPFLAGS_SYMLINK_FOLLOW,
+  accessOf, applyTimes, checkOpenFlags, type FileFdOptions,
 } from "./_fs_common.ts";
 import { MEM_FILE_MAX, MemDir, MemFile, MemSymlink, memFiletype, memStat, type FsEnv, type MemInode } from "./memfs_inode.ts";
 import { resolvePath, type NodeType, type PathWalker, type WalkResult } from "./path.ts";
@@ -23,7 +23,6 @@ import { resolvePath, type NodeType, type PathWalker, type WalkResult } from "./
 export { MEM_FILE_MAX, MemDir, MemFile, MemSymlink, memStat, type FsEnv, type MemInode } from "./memfs_inode.ts";
 export type { FileFdOptions } from "./_fs_common.ts";
 
-const MAX = BigInt(Number.MAX_SAFE_INTEGER);
 
 /**
  * An open regular file of the in-memory fs. `pos` is the file offset; with
@@ -34,25 +33,15 @@ const MAX = BigInt(Number.MAX_SAFE_INTEGER);
  * const fd = new MemFileFd(env, new MemFile(env), { readable: true, writable: true, append: false });
  * fd.fd_write(new TextEncoder().encode("hi")); // { ret: 0, nwritten: 2 }
  */
-export class MemFileFd extends NotDirFd {
+export class MemFileFd extends FileFdBase {
   readonly kind = "memfile";
   env: FsEnv;
   file: MemFile;
-  pos = 0n;
-  append: boolean;
-  readable: boolean;
-  writable: boolean;
-  /** DSYNC/RSYNC/SYNC/NONBLOCK bits as the guest set them (no effect in memory). */
-  fdflags: number;
 
   constructor(env: FsEnv, file: MemFile, opts: FileFdOptions) {
-    super();
+    super(opts);
     this.env = env;
     this.file = file;
-    this.readable = opts.readable;
-    this.writable = opts.writable;
-    this.append = opts.append;
-    this.fdflags = (opts.fdflags ?? 0) & FDFLAGS_KEPT;
   }
 
   #readAt(size: number, at: bigint): { ret: number; data: Uint8Array } {
@@ -103,30 +92,8 @@ export class MemFileFd extends NotDirFd {
     const r = this.#writeAt(data, offset);
     return { ret: r.ret, nwritten: r.ret === 0 ? data.length : 0 };
   }
-  override fd_seek(offset: bigint, whence: number) {
-    let base: bigint;
-    if (whence === wasi.WHENCE_SET) base = 0n;
-    else if (whence === wasi.WHENCE_CUR) base = this.pos;
-    else if (whence === wasi.WHENCE_END) base = BigInt(this.file.size);
-    else return { ret: wasi.ERRNO_INVAL, offset: 0n };
-    const to = base + offset;
-    if (to < 0n || to > MAX) return { ret: wasi.ERRNO_INVAL, offset: 0n };
-    this.pos = to;
-    return { ret: 0, offset: to };
-  }
-  override fd_tell() {
-    return { ret: 0, offset: this.pos };
-  }
-  override fd_fdstat_get() {
-    const st = new wasi.Fdstat(wasi.FILETYPE_REGULAR_FILE, (this.append ? wasi.FDFLAGS_APPEND : 0) | this.fdflags);
-    st.fs_rights_base = fileRights(this.readable, this.writable);
-    st.fs_rights_inherited = 0n;
-    return { ret: 0, fdstat: st };
-  }
-  override fd_fdstat_set_flags(flags: number): number {
-    this.append = (flags & wasi.FDFLAGS_APPEND) !== 0;
-    this.fdflags = flags & FDFLAGS_KEPT;
-    return 0;
+  protected currentSize() {
+    return { ret: 0, size: BigInt(this.file.size) };
   }
   override fd_filestat_get() {
     return { ret: 0, filestat: memStat(this.file) };
