@@ -110,21 +110,43 @@ export class Vm implements TaskOwner {
   async run(): Promise<RunOutcome> {
     const init = this.tasks.get(1);
     if (!init) throw new Error("VM has no pid 1");
+    let turn = performance.now();
     for (;;) {
       if (init.status === "exited") return { kind: "exited", code: init.exitCode ?? 0, trap: init.trap };
+      if (!this.#freeze) this.#wakeSatisfied();
       const ready = [...this.tasks.values()].filter((t) => t.status === "ready");
-      if (ready.length > 0) {
-        for (const t of ready) {
-          this.#sliceStart = performance.now();
-          t.run();
-          if (t.status === "suspended" && t.pending?.wait.yield && !t.pending.wait.freeze) {
-            if (!this.#freeze) t.status = "ready";
-          }
-        }
+      if (ready.length === 0) {
+        if (this.#freeze) return { kind: "frozen" };
+        await this.#waitForWork();
+        turn = performance.now();
         continue;
       }
-      if (this.#freeze) return { kind: "frozen" };
-      await this.#waitForWork();
+      // Round robin: each ready task runs until it blocks, exits or its slice ends.
+      for (const t of ready) {
+        if (t.status !== "ready") continue;
+        this.#sliceStart = performance.now();
+        const status = t.run();
+        if (status === "suspended" && t.pending?.wait.yield && !t.pending.wait.freeze && !this.#freeze) t.status = "ready";
+      }
+      // Give the event loop a turn now and then (timers, stdin, a server), even when tasks never block.
+      if (performance.now() - turn > SLICE_MS) {
+        await new Promise((r) => setTimeout(r, 0));
+        if (performance.now() >= this.#freezeAtMs) this.#freeze = true;
+        turn = performance.now();
+      }
+    }
+  }
+
+  /** Marks ready every suspended task whose wait is over now (a deadline passed, an fd became ready). */
+  #wakeSatisfied(): void {
+    let now: bigint | null = null;
+    for (const t of this.tasks.values()) {
+      const w = t.status === "suspended" ? t.pending?.wait : undefined;
+      if (!w || w.freeze) continue;
+      let over = !!w.yield;
+      if (!over && w.untilNs !== undefined) over = w.untilNs <= (now ??= this.clock.monotonicNs());
+      if (!over && w.fds) over = w.fds.some((f) => t.fds.get(f.fd)?.readiness()[f.what] ?? true);
+      if (over) t.status = "ready";
     }
   }
 
@@ -136,7 +158,6 @@ export class Vm implements TaskOwner {
     let earliest = Infinity;
     for (const t of waiting) {
       const w = t.pending!.wait;
-      if (w.yield) wakers.push(Promise.resolve());
       if (w.untilNs !== undefined) earliest = Math.min(earliest, this.clock.msUntil(w.untilNs));
       for (const f of w.fds ?? []) {
         const obj = t.fds.get(f.fd);
@@ -149,7 +170,6 @@ export class Vm implements TaskOwner {
     for (const tm of timers) clearTimeout(tm);
     this.#wake = null;
     if (performance.now() >= this.#freezeAtMs) this.#freeze = true;
-    // A woken call re-checks its condition and suspends again if it is not met.
-    if (!this.#freeze) for (const t of waiting) t.status = "ready";
+    // The next round marks ready exactly the tasks whose wait is over.
   }
 }
