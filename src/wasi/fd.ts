@@ -13,6 +13,8 @@ export const ERRNO_WOULDBLOCK = -1;
 export abstract class CrvmFd extends Fd {
   /** Fixed tag of the concrete class, used by checkpoint/restore. */
   abstract readonly kind: string;
+  /** How many fd slots, in all fd tables, refer to this open file (fork and dup share it). */
+  refs = 0;
 
   /** Rename `oldPath` (relative to this directory) to `newPath` relative to `target`. */
   path_rename_to(_oldPath: string, _target: CrvmFd, _newPath: string): number {

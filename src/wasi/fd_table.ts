@@ -2,9 +2,9 @@ import { CrvmFd } from "./fd.ts";
 
 /**
  * A task's fd table: POSIX numbering (the lowest free number is reused) and
- * shared open-file objects (two fds may refer to one object, e.g. after
- * `fd_renumber` or, later, `dup` and `fork`); an object is closed when its
- * last fd goes.
+ * shared open-file objects (two fds, in one table or in a parent's and a
+ * forked child's, may refer to one object with one offset); an object is
+ * closed when the last fd referring to it, in any table, goes.
  *
  * @example
  * const t = new FdTable();
@@ -12,18 +12,17 @@ import { CrvmFd } from "./fd.ts";
  */
 export class FdTable {
   readonly slots: (CrvmFd | undefined)[] = [];
-  readonly #refs = new Map<CrvmFd, number>();
 
   get(fd: number): CrvmFd | undefined {
     return fd >= 0 ? this.slots[fd] : undefined;
   }
-  /** Puts `obj` at the lowest free fd number (or at `at`) and returns it. */
-  add(obj: CrvmFd, at?: number): number {
-    let fd = at ?? this.slots.findIndex((s) => s === undefined);
-    if (fd < 0) fd = this.slots.length;
+  /** Puts `obj` at the lowest free fd number (at least `min`), or exactly at `at`, and returns it. */
+  add(obj: CrvmFd, at?: number, min = 0): number {
+    let fd = at ?? min;
+    if (at === undefined) while (this.slots[fd] !== undefined) fd++;
     if (this.slots[fd] !== undefined) this.close(fd);
     this.slots[fd] = obj;
-    this.#refs.set(obj, (this.#refs.get(obj) ?? 0) + 1);
+    obj.refs++;
     return fd;
   }
   /** Removes fd; closes the object when no other fd refers to it. */
@@ -32,12 +31,7 @@ export class FdTable {
     if (obj === undefined) return 8; // EBADF
     this.slots[fd] = undefined;
     while (this.slots.length > 0 && this.slots[this.slots.length - 1] === undefined) this.slots.pop();
-    const n = (this.#refs.get(obj) ?? 1) - 1;
-    if (n > 0) {
-      this.#refs.set(obj, n);
-      return 0;
-    }
-    this.#refs.delete(obj);
+    if (--obj.refs > 0) return 0;
     return obj.fd_close();
   }
   /** POSIX dup2-like renumber: `to` takes `from`'s object and `from` is freed (WASI fd_renumber). */
@@ -54,6 +48,13 @@ export class FdTable {
     this.slots.forEach((o, fd) => o && out.push([fd, o]));
     return out;
   }
+  /** A copy for a forked child: the same open files (shared offsets), each referred to once more. */
+  clone(): FdTable {
+    const t = new FdTable();
+    for (const [fd, obj] of this.entries()) t.add(obj, fd);
+    return t;
+  }
+
   /** Closes everything (task exit). */
   closeAll(): void {
     for (const [fd] of this.entries()) this.close(fd);

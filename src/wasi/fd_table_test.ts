@@ -45,3 +45,26 @@ describe("FdTable", () => {
     expect(a.closed).toBe(0);
   });
 });
+
+describe("FdTable.clone (fork)", () => {
+  it("shares open files: the object closes only when both tables let go", () => {
+    const a = new FdTable();
+    const obj = new Probe();
+    a.add(obj, 4);
+    const b = a.clone();
+    expect(b.get(4)).toBe(obj);
+    a.close(4);
+    expect(obj.closed).toBe(0);
+    b.closeAll();
+    expect(obj.closed).toBe(1);
+  });
+
+  it("finds the lowest free fd at or above a minimum (F_DUPFD)", () => {
+    const t = new FdTable();
+    const o = new Probe();
+    t.add(o);
+    t.add(o, 5);
+    expect(t.add(o, undefined, 3)).toBe(3);
+    expect(t.add(o, undefined, 5)).toBe(6);
+  });
+});
