@@ -40,12 +40,8 @@ __attribute__((import_module("crvm"), import_name("yield")))
 void crvm_yield(int tag);
 
 /* ------------------------------------------------------------------------
- * Process calls (reserved, not yet defined).
- *
- * Future imports from module "crvm" for process management — e.g. spawn,
- * fork, wait, getpid, pipes between tasks — will be declared in this
- * section. Until they exist, guests must not use import names other than
- * those declared above.
+ * Process calls (fork, join, signals, pipes, dup) use the WASIX ABI: see
+ * wasix.h next to this file.
  * ------------------------------------------------------------------------ */
 
 #ifdef __cplusplus

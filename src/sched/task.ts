@@ -7,6 +7,7 @@ import type { CallState, SyscallContext, Wait } from "../wasi/context.ts";
 import type { FdTable } from "../wasi/fd_table.ts";
 import { preview1 } from "../wasi/preview1.ts";
 import { AsyncifyDriver, type AsyncifyExports, AsyncifyState } from "./asyncify.ts";
+import { processCalls, type ProcessTable } from "./process_calls.ts";
 
 /** Fuel given per time slice (loop iterations / function entries between fuel yields). */
 export const FUEL_SLICE = 1_000_000;
@@ -23,6 +24,8 @@ export interface TaskOwner {
   /** Checked at fuel yields and sched_yield: should this task give up the CPU? */
   shouldPreempt(task: Task): boolean;
   randomFill(buf: Uint8Array): void;
+  /** The process table, for the process calls. */
+  readonly processes: ProcessTable;
 }
 
 /** Why a task is not running: the call it is suspended in, what that call waits for, and its saved state. */
@@ -37,6 +40,8 @@ export type TaskStatus = "ready" | "suspended" | "exited";
 
 export interface TaskSpec {
   pid: number;
+  /** Parent pid (0 for the VM's first task). */
+  ppid?: number;
   module: InstrumentedModule;
   compiled: WebAssembly.Module;
   args: string[];
@@ -45,7 +50,7 @@ export interface TaskSpec {
 }
 
 class ProcExit {
-  constructor(readonly code: number) {}
+  constructor(readonly code: number, readonly signal: number | null = null) {}
 }
 
 function isStackOverflow(e: unknown): boolean {
@@ -58,12 +63,19 @@ function isStackOverflow(e: unknown): boolean {
  */
 export class Task {
   readonly pid: number;
+  /** Parent pid; orphans are re-parented to pid 1. */
+  ppid: number;
   readonly module: InstrumentedModule;
+  readonly compiled: WebAssembly.Module;
   readonly args: string[];
   readonly env: string[];
   readonly fds: FdTable;
   status: TaskStatus = "ready";
   exitCode: number | null = null;
+  /** The signal that ended the task, if one did. */
+  exitSignal: number | null = null;
+  /** Stopped by SIGSTOP: not scheduled until SIGCONT. */
+  stopped = false;
   /** Set when the task trapped: the engine's message. */
   trap: string | null = null;
   pending: Pending | null = null;
@@ -79,7 +91,9 @@ export class Task {
 
   constructor(private readonly owner: TaskOwner, spec: TaskSpec) {
     this.pid = spec.pid;
+    this.ppid = spec.ppid ?? 0;
     this.module = spec.module;
+    this.compiled = spec.compiled;
     this.args = spec.args;
     this.env = spec.env;
     this.fds = spec.fds;
@@ -90,12 +104,17 @@ export class Task {
       memory = new WebAssembly.Memory({ initial: m.initialPages, ...(m.maximumPages !== null ? { maximum: m.maximumPages } : {}) });
       (imports[m.import.module] ??= {})[m.import.name] = memory;
     }
-    const wasi = preview1(this.#syscallContext());
+    const ctx = this.#syscallContext();
+    const wasi = preview1(ctx);
+    const wasix = processCalls(this, owner.processes, ctx);
     const crvm: Record<string, (...a: never[]) => unknown> = { yield: (tag: number) => this.#fuelYield(tag) };
     for (const imp of spec.module.imports) {
       const table = (imports[imp.module] ??= {}) as Record<string, unknown>;
       const key = `${imp.module}.${imp.name}`;
-      const impl = imp.module === "wasi_snapshot_preview1" ? wasi[imp.name] : imp.module === "crvm" ? crvm[imp.name] : undefined;
+      const impl = imp.module === "wasi_snapshot_preview1" ? wasi[imp.name]
+        : imp.module === "wasix_32v1" ? wasix[imp.name] ?? (imp.name === "proc_exit" ? wasi.proc_exit : undefined)
+        : imp.module === "crvm" ? crvm[imp.name]
+        : undefined;
       const f = impl ?? this.#stub(imp.results[0]);
       table[imp.name] = imp.module === "wasi_snapshot_preview1" || imp.module === "crvm" || imp.module === "wasix_32v1"
         ? this.#yieldPoint(key, f as (...a: unknown[]) => unknown)
@@ -180,7 +199,7 @@ export class Task {
     try {
       (this.instance.exports._start as () => void)();
     } catch (e) {
-      if (e instanceof ProcExit) return this.#exit(e.code);
+      if (e instanceof ProcExit) return this.#exit(e.code, e.signal);
       if (this.#asyncify.state === AsyncifyState.Unwinding) {
         throw new GuestError(`Task ${this.pid} could not be suspended: its call stack is larger than the unwind buffer (${e instanceof Error ? e.message : e})`);
       }
@@ -202,13 +221,27 @@ export class Task {
     return this.#exit(0);
   }
 
-  #exit(code: number): TaskStatus {
+  #exit(code: number, signal: number | null = null): TaskStatus {
     this.exitCode = code;
+    this.exitSignal = signal;
     this.status = "exited";
     this.pending = null;
     this.frames = null;
     this.fds.closeAll();
     return this.status;
+  }
+
+  /**
+   * Ends a task that is not running (a signal from another task, or its VM
+   * ending): it becomes a zombie with that signal.
+   */
+  kill(signal: number): void {
+    if (this.status !== "exited") this.#exit(128 + signal, signal);
+  }
+
+  /** Ends the calling task itself by a signal (from inside one of its calls). */
+  killSelf(signal: number): never {
+    throw new ProcExit(128 + signal, signal);
   }
 
   /** Mutable globals by export name (for checkpoints). */

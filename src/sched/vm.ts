@@ -5,7 +5,8 @@ import type { InstrumentedModule } from "../instrument/mod.ts";
 import { VirtualClock } from "../wasi/clock.ts";
 import { FsContext } from "../wasi/fd.ts";
 import type { FdTable } from "../wasi/fd_table.ts";
-import { Task, type TaskOwner } from "./task.ts";
+import type { ProcessTable } from "./process_calls.ts";
+import { Task, type TaskOwner, type TaskStatus } from "./task.ts";
 
 export type RunOutcome = { kind: "exited"; code: number; trap: string | null } | { kind: "frozen" };
 
@@ -20,6 +21,13 @@ export interface FreezePolicy {
 /** How long a task may run before the event loop gets a turn (timers, stdin, the server). */
 const SLICE_MS = 50;
 
+/** Default for --max-tasks: tasks (zombies included) one VM may hold. */
+export const DEFAULT_MAX_TASKS = 1024;
+
+const SIG = { HUP: 1, INT: 2, QUIT: 3, KILL: 9, TERM: 15, CHLD: 17, CONT: 18, STOP: 19, TSTP: 20, URG: 23, WINCH: 28 } as const;
+/** Signals whose default action is to do nothing (0 only checks that the task exists). */
+const IGNORED = new Set<number>([0, SIG.CHLD, SIG.URG, SIG.WINCH]);
+
 /**
  * A VM runs a tree of tasks (one, so far) on one scheduler.
  *
@@ -28,7 +36,7 @@ const SLICE_MS = 50;
  * vm.spawn(mod, compiled, { args: ["hello"], env: [], fds });
  * const out = await vm.run();   // { kind: "exited", code: 0 }
  */
-export class Vm implements TaskOwner {
+export class Vm implements TaskOwner, ProcessTable {
   readonly clock: VirtualClock;
   readonly fsContext = new FsContext();
   readonly tasks = new Map<number, Task>();
@@ -39,6 +47,10 @@ export class Vm implements TaskOwner {
   #yields = 0;
   #wake: (() => void) | null = null;
   #sliceStart = 0;
+  #current: Task | null = null;
+  /** Exited tasks whose orphans were already re-parented. */
+  readonly #settled = new Set<Task>();
+  maxTasks = DEFAULT_MAX_TASKS;
 
   constructor(readonly host: Host, monotonicStartNs = 0n) {
     this.clock = new VirtualClock(() => performance.now(), monotonicStartNs);
@@ -96,10 +108,80 @@ export class Vm implements TaskOwner {
   }
 
   #hasOtherWork(): boolean {
-    // With one task and nothing else to serve, a slice never needs to end.
-    let n = 0;
-    for (const t of this.tasks.values()) if (t.status !== "exited") n++;
-    return n > 1;
+    // With no other live task, a slice never needs to end (a blocked one may be woken meanwhile).
+    for (const t of this.tasks.values()) if (t !== this.#current && t.status !== "exited" && !t.stopped) return true;
+    return false;
+  }
+
+  get processes(): ProcessTable {
+    return this;
+  }
+
+  task(pid: number): Task | undefined {
+    return this.tasks.get(pid);
+  }
+
+  children(pid: number): Task[] {
+    return [...this.tasks.values()].filter((t) => t.ppid === pid);
+  }
+
+  canSpawn(): boolean {
+    return this.tasks.size < this.maxTasks;
+  }
+
+  reap(task: Task): void {
+    this.tasks.delete(task.pid);
+    this.#settled.delete(task);
+  }
+
+  /** Default actions only (WASIX has no handlers): terminate, stop, continue, or ignore. */
+  signal(target: Task, sig: number): number {
+    if (sig < 0 || sig > 64) return 28; // EINVAL
+    if (IGNORED.has(sig)) return 0;
+    if (sig === SIG.STOP || sig === SIG.TSTP) target.stopped = true;
+    else if (sig === SIG.CONT) target.stopped = false;
+    else if (target === this.#current) target.killSelf(sig);
+    else {
+      target.kill(sig);
+      this.#settle();
+    }
+    return 0;
+  }
+
+  /** After tasks exit: orphans go to pid 1; when pid 1 is gone, every other task ends. */
+  #settle(): void {
+    const init = this.tasks.get(1);
+    for (const t of this.tasks.values()) {
+      if (t.status !== "exited" || this.#settled.has(t)) continue;
+      this.#settled.add(t);
+      for (const c of this.children(t.pid)) c.ppid = 1;
+      if (t === init) for (const o of this.tasks.values()) if (o !== init) o.kill(SIG.KILL);
+    }
+  }
+
+  /** Completes proc_fork: the parent is unwound at the call; the child is a copy of it, resumed at the same call. */
+  #fork(parent: Task): void {
+    const child = new Task(this, {
+      pid: this.nextPid++,
+      ppid: parent.pid,
+      module: parent.module,
+      compiled: parent.compiled,
+      args: parent.args,
+      env: parent.env,
+      fds: parent.fds.clone(),
+    });
+    const src = new Uint8Array(parent.memory.buffer);
+    const grow = (src.length - child.memory.buffer.byteLength) / 65536;
+    if (grow > 0) child.memory.grow(grow);
+    new Uint8Array(child.memory.buffer).set(src);
+    const theirs = child.globals();
+    for (const [name, g] of parent.globals()) theirs.get(name)!.value = g.value;
+    child.frames = parent.frames!.slice();
+    child.pending = { call: parent.pending!.call, wait: {}, state: { pid: 0 } };
+    child.status = "ready";
+    parent.pending = { call: parent.pending!.call, wait: {}, state: { pid: child.pid } };
+    parent.status = "ready";
+    this.tasks.set(child.pid, child);
   }
 
   randomFill(buf: Uint8Array): void {
@@ -114,7 +196,7 @@ export class Vm implements TaskOwner {
     for (;;) {
       if (init.status === "exited") return { kind: "exited", code: init.exitCode ?? 0, trap: init.trap };
       if (!this.#freeze) this.#wakeSatisfied();
-      const ready = [...this.tasks.values()].filter((t) => t.status === "ready");
+      const ready = [...this.tasks.values()].filter((t) => t.status === "ready" && !t.stopped);
       if (ready.length === 0) {
         if (this.#freeze) return { kind: "frozen" };
         await this.#waitForWork();
@@ -123,10 +205,15 @@ export class Vm implements TaskOwner {
       }
       // Round robin: each ready task runs until it blocks, exits or its slice ends.
       for (const t of ready) {
-        if (t.status !== "ready") continue;
+        if (t.status !== "ready" || t.stopped) continue;
         this.#sliceStart = performance.now();
-        const status = t.run();
-        if (status === "suspended" && t.pending?.wait.yield && !t.pending.wait.freeze && !this.#freeze) t.status = "ready";
+        this.#current = t;
+        const status: TaskStatus = t.run();
+        this.#current = null;
+        if (status === "exited") this.#settle();
+        else if (t.pending?.wait.fork) this.#fork(t);
+        else if (t.pending?.wait.yield && !t.pending.wait.freeze && !this.#freeze) t.status = "ready";
+        if ((init.status as TaskStatus) === "exited") break;
       }
       // Give the event loop a turn now and then (timers, stdin, a server), even when tasks never block.
       if (performance.now() - turn > SLICE_MS) {
@@ -142,8 +229,12 @@ export class Vm implements TaskOwner {
     let now: bigint | null = null;
     for (const t of this.tasks.values()) {
       const w = t.status === "suspended" ? t.pending?.wait : undefined;
-      if (!w || w.freeze) continue;
+      if (!w || w.freeze || t.stopped) continue;
       let over = !!w.yield;
+      if (!over && w.join !== undefined) {
+        const kids = this.children(t.pid).filter((c) => w.join! < 0 || c.pid === w.join);
+        over = kids.length === 0 || kids.some((c) => c.status === "exited");
+      }
       if (!over && w.untilNs !== undefined) over = w.untilNs <= (now ??= this.clock.monotonicNs());
       if (!over && w.fds) over = w.fds.some((f) => t.fds.get(f.fd)?.readiness()[f.what] ?? true);
       if (over) t.status = "ready";

@@ -7,6 +7,10 @@ export interface Wait {
   fds?: { fd: number; what: "read" | "write" }[];
   /** Just give up the CPU (sched_yield, a preempted time slice). */
   yield?: boolean;
+  /** proc_fork: the scheduler makes the child once the stack is unwound. */
+  fork?: boolean;
+  /** proc_join: a child (this pid, or any with -1) has exited. */
+  join?: number;
 }
 
 /** JSON-compatible state a blocking call keeps across a suspend (and a checkpoint). */
