@@ -48,6 +48,7 @@ static int node(int level, int index) {
   wasix_pid_t kids[2];
   for (int i = 0; i < 2; i++) {
     wasix_pid_t pid;
+    fflush(stdout);
     if (wasix_proc_fork(1, &pid) != 0) fail("proc_fork");
     if (pid == 0) {
       wasix_pid_t parent;

@@ -21,5 +21,6 @@ export async function restoreCommand(host: Host, o: RestoreCliOptions): Promise<
     dirs: new Map(o.dirs.map((d) => [d.guest, host.resolvePath(d.host)])),
     load: (entry) => loadModule(host, entry.source, entry.name),
   });
+  vm.loader = (bytes, name) => loadModule(host, bytes, name);
   return await drive(host, vm, o.checkpoint, o.stats);
 }

@@ -21,6 +21,7 @@ export async function runCommand(host: Host, o: RunOptions): Promise<number> {
   const source = await readModuleFile(host, o.module);
   const { module, compiled } = await loadModule(host, source, o.module);
   const vm = new Vm(host);
+  vm.loader = (bytes, name) => loadModule(host, bytes, name);
   const fds = new FdTable();
   for (const f of stdioFds(host)) fds.add(f);
   for (const p of buildPreopens(host, vm.fsContext, () => vm.clock.realtimeNs(), o.dirs, o.tmpfs)) fds.add(p);

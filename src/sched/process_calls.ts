@@ -3,6 +3,8 @@
 // layouts of wasix-libc's api_wasix.h, on top of crvm's tasks.
 import type { CallState, SyscallContext } from "../wasi/context.ts";
 import { wasi } from "../wasi/fd.ts";
+import type { FdTable } from "../wasi/fd_table.ts";
+import { openGuestPath, readGuestFile } from "../wasi/guest_files.ts";
 import { Pipe, PipeReadFd, PipeWriteFd } from "../wasi/pipe.ts";
 import type { Task } from "./task.ts";
 
@@ -16,7 +18,22 @@ export interface ProcessTable {
   reap(task: Task): void;
   /** Delivers signal `sig` to `target` with its default action; an errno. */
   signal(target: Task, sig: number): number;
+  /** Starts loading a new image for `task` (proc_exec); the task resumes in it, or in its call with an errno. */
+  execImage(task: Task, image: NewImage): void;
+  /** Starts loading a module for a new child of `parent` (proc_spawn); the parent resumes with its pid or an errno. */
+  spawnChild(parent: Task, image: NewImage & { fds: FdTable }): void;
 }
+
+/** A module to run, as exec and spawn found it. */
+export interface NewImage {
+  name: string;
+  bytes: Uint8Array;
+  args: string[];
+  env: string[];
+}
+
+const SPAWN_CLOSE = 0, SPAWN_DUP2 = 1, SPAWN_OPEN = 2;
+const FD_OP_SIZE = 56;
 
 const OPTION_SOME = 1;
 const JOIN_NON_BLOCKING = 1;
@@ -40,7 +57,83 @@ export function processCalls(task: Task, procs: ProcessTable, ctx: SyscallContex
       v.setUint16(ptr + 2, child.exitCode ?? 0, true);
     }
   };
+  const utf8 = new TextDecoder();
+  const str = (ptr: number, len: number) => utf8.decode(ctx.bytes().subarray(ptr, ptr + len));
+  const cstr = (ptr: number) => {
+    const b = ctx.bytes();
+    let end = ptr;
+    while (end < b.length && b[end] !== 0) end++;
+    return utf8.decode(b.subarray(ptr, end));
+  };
+  const strings = (ptr: number, n: number) => Array.from({ length: n }, (_, i) => cstr(dv().getUint32(ptr + 4 * i, true)));
+  /** The program's bytes: `name` as a guest path, or searched for in `path` (":"-separated) when asked to. */
+  const findProgram = (name: string, search: boolean, path: string) => {
+    if (!search || name.includes("/")) return readGuestFile(ctx.fds, name);
+    for (const dir of path.split(":").filter(Boolean)) {
+      const r = readGuestFile(ctx.fds, `${dir}/${name}`);
+      if (r.ret === 0) return r;
+    }
+    return { ret: wasi.ERRNO_NOENT, data: null };
+  };
+  /** Applies posix_spawn file actions (close, dup2, open) to the child's fd table, in order; an errno. */
+  const applyFdOps = (fds: FdTable, ptr: number, n: number): number => {
+    for (let i = 0; i < n; i++) {
+      const v = dv(), p = ptr + i * FD_OP_SIZE;
+      const cmd = v.getUint8(p), fd = v.getInt32(p + 4, true);
+      if (cmd === SPAWN_CLOSE) {
+        if (fds.close(fd) !== 0) return wasi.ERRNO_BADF;
+      } else if (cmd === SPAWN_DUP2) {
+        const src = fds.get(v.getInt32(p + 8, true));
+        if (!src) return wasi.ERRNO_BADF;
+        fds.add(src, fd);
+      } else if (cmd === SPAWN_OPEN) {
+        const path = str(v.getUint32(p + 12, true), v.getUint32(p + 16, true));
+        const opened = openGuestPath(fds, path, v.getUint32(p + 20, true), v.getUint16(p + 24, true),
+          v.getBigUint64(p + 32, true), v.getBigUint64(p + 40, true), v.getUint16(p + 48, true));
+        if (opened.ret !== 0 || !opened.fd) return opened.ret;
+        fds.add(opened.fd, fd);
+      } else return wasi.ERRNO_NOTSUP;
+    }
+    return 0;
+  };
+  const resumedErrno = () => (ctx.resumed() as { errno?: number; pid?: number } | undefined);
+
   return {
+    proc_exec4(nPtr: number, nLen: number, argv: number, argc: number, envp: number, envc: number, search: number, pPtr: number, pLen: number) {
+      const r = resumedErrno();
+      if (r !== undefined) return r.errno ?? wasi.ERRNO_NOEXEC;
+      const name = str(nPtr, nLen);
+      const found = findProgram(name, search !== 0, str(pPtr, pLen));
+      if (found.ret !== 0 || !found.data) return found.ret;
+      const args = argc > 0 ? strings(argv, argc) : [name];
+      const env = envp === 0 ? [...task.env] : strings(envp, envc);
+      procs.execImage(task, { name, bytes: found.data, args, env });
+      return ctx.suspend({ exec: true }, null);
+    },
+    proc_spawn3(
+      nPtr: number, nLen: number, argv: number, argc: number, envp: number, envc: number,
+      ops: number, nOps: number, _sigs: number, _nSigs: number, search: number, pPtr: number, pLen: number, pidPtr: number,
+    ) {
+      const r = resumedErrno();
+      if (r !== undefined) {
+        if (r.pid !== undefined) dv().setInt32(pidPtr, r.pid, true);
+        return r.errno ?? 0;
+      }
+      if (!procs.canSpawn()) return wasi.ERRNO_AGAIN;
+      const name = str(nPtr, nLen);
+      const found = findProgram(name, search !== 0, str(pPtr, pLen));
+      if (found.ret !== 0 || !found.data) return found.ret;
+      const fds = ctx.fds.clone();
+      const err = applyFdOps(fds, ops, nOps);
+      if (err !== 0) {
+        fds.closeAll();
+        return err;
+      }
+      const args = argc > 0 ? strings(argv, argc) : [name];
+      const env = envp === 0 ? [...task.env] : strings(envp, envc);
+      procs.spawnChild(task, { name, bytes: found.data, args, env, fds });
+      return ctx.suspend({ exec: true }, null);
+    },
     proc_fork(_copyMemory: number, pidPtr: number) {
       const resumed = ctx.resumed() as { pid: number } | undefined;
       if (resumed !== undefined) {

@@ -5,8 +5,13 @@ import type { InstrumentedModule } from "../instrument/mod.ts";
 import { VirtualClock } from "../wasi/clock.ts";
 import { FsContext } from "../wasi/fd.ts";
 import type { FdTable } from "../wasi/fd_table.ts";
-import type { ProcessTable } from "./process_calls.ts";
+import type { NewImage, ProcessTable } from "./process_calls.ts";
 import { Task, type TaskOwner, type TaskStatus } from "./task.ts";
+
+/** Instruments (or finds in the cache) and compiles a module, for exec and spawn. */
+export type ModuleLoader = (bytes: Uint8Array, name: string) => Promise<{ module: InstrumentedModule; compiled: WebAssembly.Module }>;
+
+const ENOEXEC = 45, EAGAIN = 6, ENOSYS = 52;
 
 export type RunOutcome = { kind: "exited"; code: number; trap: string | null } | { kind: "frozen" };
 
@@ -51,6 +56,10 @@ export class Vm implements TaskOwner, ProcessTable {
   /** Exited tasks whose orphans were already re-parented. */
   readonly #settled = new Set<Task>();
   maxTasks = DEFAULT_MAX_TASKS;
+  /** How exec and spawn get modules; without one they fail with ENOSYS. */
+  loader: ModuleLoader | null = null;
+  /** Modules being loaded for exec/spawn: the tasks wait, and a freeze waits for them. */
+  readonly #loads = new Set<Promise<void>>();
 
   constructor(readonly host: Host, monotonicStartNs = 0n) {
     this.clock = new VirtualClock(() => performance.now(), monotonicStartNs);
@@ -159,6 +168,47 @@ export class Vm implements TaskOwner, ProcessTable {
     }
   }
 
+  /** Loads a module in the background; `done` or `failed(errno)` runs later, never before the caller suspended. */
+  #load(image: NewImage, done: (m: Awaited<ReturnType<ModuleLoader>>) => void, failed: (errno: number) => void): void {
+    const loader = this.loader;
+    const p: Promise<void> = (loader ? loader(image.bytes, image.name) : Promise.reject(new Error("no module loader")))
+      .then(done)
+      .catch(() => failed(loader ? ENOEXEC : ENOSYS))
+      .finally(() => this.#loads.delete(p));
+    this.#loads.add(p);
+  }
+
+  execImage(task: Task, image: NewImage): void {
+    this.#load(image, (m) => {
+      // Same pid, parent and fd table; a fresh instance of the new module.
+      const next = new Task(this, { pid: task.pid, ppid: task.ppid, module: m.module, compiled: m.compiled, args: image.args, env: image.env, fds: task.fds });
+      next.stopped = task.stopped;
+      this.tasks.set(task.pid, next);
+    }, (errno) => this.#resume(task, { errno }));
+  }
+
+  spawnChild(parent: Task, image: NewImage & { fds: FdTable }): void {
+    this.#load(image, (m) => {
+      if (!this.canSpawn()) {
+        image.fds.closeAll();
+        return this.#resume(parent, { errno: EAGAIN });
+      }
+      const child = new Task(this, { pid: this.nextPid++, ppid: parent.pid, module: m.module, compiled: m.compiled, args: image.args, env: image.env, fds: image.fds });
+      this.tasks.set(child.pid, child);
+      this.#resume(parent, { pid: child.pid, errno: 0 });
+    }, (errno) => {
+      image.fds.closeAll();
+      this.#resume(parent, { errno });
+    });
+  }
+
+  /** Lets a task continue in the call it is suspended in, with that call's result. */
+  #resume(task: Task, state: Record<string, number>): void {
+    if (task.status === "exited" || !task.pending) return;
+    task.pending = { call: task.pending.call, wait: {}, state };
+    task.status = "ready";
+  }
+
   /** Completes proc_fork: the parent is unwound at the call; the child is a copy of it, resumed at the same call. */
   #fork(parent: Task): void {
     const child = new Task(this, {
@@ -198,7 +248,7 @@ export class Vm implements TaskOwner, ProcessTable {
       if (!this.#freeze) this.#wakeSatisfied();
       const ready = [...this.tasks.values()].filter((t) => t.status === "ready" && !t.stopped);
       if (ready.length === 0) {
-        if (this.#freeze) return { kind: "frozen" };
+        if (this.#freeze && this.#loads.size === 0) return { kind: "frozen" };
         await this.#waitForWork();
         turn = performance.now();
         continue;
@@ -229,7 +279,7 @@ export class Vm implements TaskOwner, ProcessTable {
     let now: bigint | null = null;
     for (const t of this.tasks.values()) {
       const w = t.status === "suspended" ? t.pending?.wait : undefined;
-      if (!w || w.freeze || t.stopped) continue;
+      if (!w || w.freeze || w.exec || t.stopped) continue;
       let over = !!w.yield;
       if (!over && w.join !== undefined) {
         const kids = this.children(t.pid).filter((c) => w.join! < 0 || c.pid === w.join);
@@ -245,7 +295,7 @@ export class Vm implements TaskOwner, ProcessTable {
   async #waitForWork(): Promise<void> {
     const waiting = [...this.tasks.values()].filter((t) => t.status === "suspended" && !t.pending?.wait.freeze);
     const timers: ReturnType<typeof setTimeout>[] = [];
-    const wakers: Promise<void>[] = [new Promise<void>((r) => (this.#wake = r))];
+    const wakers: Promise<void>[] = [new Promise<void>((r) => (this.#wake = r)), ...this.#loads];
     let earliest = Infinity;
     for (const t of waiting) {
       const w = t.pending!.wait;

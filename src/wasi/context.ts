@@ -11,6 +11,8 @@ export interface Wait {
   fork?: boolean;
   /** proc_join: a child (this pid, or any with -1) has exited. */
   join?: number;
+  /** proc_exec/proc_spawn: a module is being loaded; the VM wakes the task when it is. */
+  exec?: boolean;
 }
 
 /** JSON-compatible state a blocking call keeps across a suspend (and a checkpoint). */
