@@ -15,6 +15,7 @@ export interface RunOptions {
   env: string[];
   checkpoint: CheckpointSpec;
   stats: boolean;
+  maxTasks?: number;
 }
 
 export async function runCommand(host: Host, o: RunOptions): Promise<number> {
@@ -22,6 +23,7 @@ export async function runCommand(host: Host, o: RunOptions): Promise<number> {
   const { module, compiled } = await loadModule(host, source, o.module);
   const vm = new Vm(host);
   vm.loader = (bytes, name) => loadModule(host, bytes, name);
+  if (o.maxTasks !== undefined) vm.maxTasks = o.maxTasks;
   const fds = new FdTable();
   for (const f of stdioFds(host)) fds.add(f);
   for (const p of buildPreopens(host, vm.fsContext, () => vm.clock.realtimeNs(), o.dirs, o.tmpfs)) fds.add(p);
