@@ -8,14 +8,24 @@ import { openGuestPath, readGuestFile } from "../wasi/guest_files.ts";
 import { Pipe, PipeReadFd, PipeWriteFd } from "../wasi/pipe.ts";
 import type { Task } from "./task.ts";
 
+/** A task that has exited and was not joined yet: only its status is left. */
+export interface Zombie {
+  readonly pid: number;
+  ppid: number;
+  readonly status: "exited";
+  readonly exitCode: number;
+  readonly exitSignal: number | null;
+}
+
 /** What the process calls need from the VM: its process table. */
 export interface ProcessTable {
   task(pid: number): Task | undefined;
-  children(pid: number): Task[];
+  /** Live children and zombies of `pid`. */
+  children(pid: number): (Task | Zombie)[];
   /** Whether one more task fits under --max-tasks. */
   canSpawn(): boolean;
-  /** Removes an exited child from the table (after its status was read). */
-  reap(task: Task): void;
+  /** Removes a zombie from the table (after its status was read). */
+  reap(zombie: Task | Zombie): void;
   /** Delivers signal `sig` to `target` with its default action; an errno. */
   signal(target: Task, sig: number): number;
   /** Starts loading a new image for `task` (proc_exec); the task resumes in it, or in its call with an errno. */
@@ -44,7 +54,7 @@ type Fn = (...args: never[]) => number | void;
 /** Builds the `wasix_32v1` imports for one task. */
 export function processCalls(task: Task, procs: ProcessTable, ctx: SyscallContext): Record<string, Fn> {
   const dv = () => ctx.view();
-  const writeStatus = (ptr: number, child: Task | null) => {
+  const writeStatus = (ptr: number, child: Task | Zombie | null) => {
     const v = dv();
     for (let i = 0; i < 6; i++) v.setUint8(ptr + i, 0);
     if (child === null) return v.setUint8(ptr, STATUS_NOTHING);

@@ -5,7 +5,7 @@ import type { InstrumentedModule } from "../instrument/mod.ts";
 import { VirtualClock } from "../wasi/clock.ts";
 import { FsContext } from "../wasi/fd.ts";
 import type { FdTable } from "../wasi/fd_table.ts";
-import type { NewImage, ProcessTable } from "./process_calls.ts";
+import type { NewImage, ProcessTable, Zombie } from "./process_calls.ts";
 import { Task, type TaskOwner, type TaskStatus } from "./task.ts";
 
 /** Instruments (or finds in the cache) and compiles a module, for exec and spawn. */
@@ -54,7 +54,8 @@ export class Vm implements TaskOwner, ProcessTable {
   #sliceStart = 0;
   #current: Task | null = null;
   /** Exited tasks whose orphans were already re-parented. */
-  readonly #settled = new Set<Task>();
+  /** Exited tasks not joined yet (pid 1 stays in `tasks`: the VM ends with it). */
+  readonly zombies = new Map<number, Zombie>();
   maxTasks = DEFAULT_MAX_TASKS;
   /** How exec and spawn get modules; without one they fail with ENOSYS. */
   loader: ModuleLoader | null = null;
@@ -130,17 +131,19 @@ export class Vm implements TaskOwner, ProcessTable {
     return this.tasks.get(pid);
   }
 
-  children(pid: number): Task[] {
-    return [...this.tasks.values()].filter((t) => t.ppid === pid);
+  children(pid: number): (Task | Zombie)[] {
+    const out: (Task | Zombie)[] = [];
+    for (const t of this.tasks.values()) if (t.ppid === pid) out.push(t);
+    for (const z of this.zombies.values()) if (z.ppid === pid) out.push(z);
+    return out;
   }
 
   canSpawn(): boolean {
-    return this.tasks.size < this.maxTasks;
+    return this.tasks.size + this.zombies.size < this.maxTasks;
   }
 
-  reap(task: Task): void {
-    this.tasks.delete(task.pid);
-    this.#settled.delete(task);
+  reap(zombie: Task | Zombie): void {
+    this.zombies.delete(zombie.pid);
   }
 
   /** Default actions only (WASIX has no handlers): terminate, stop, continue, or ignore. */
@@ -157,15 +160,16 @@ export class Vm implements TaskOwner, ProcessTable {
     return 0;
   }
 
-  /** After tasks exit: orphans go to pid 1; when pid 1 is gone, every other task ends. */
+  /** After tasks exit: they become zombies, orphans go to pid 1; when pid 1 is gone, every other task ends. */
   #settle(): void {
     const init = this.tasks.get(1);
-    for (const t of this.tasks.values()) {
-      if (t.status !== "exited" || this.#settled.has(t)) continue;
-      this.#settled.add(t);
+    for (const t of [...this.tasks.values()]) {
+      if (t.status !== "exited" || t === init) continue;
+      this.tasks.delete(t.pid);
+      this.zombies.set(t.pid, { pid: t.pid, ppid: t.ppid, status: "exited", exitCode: t.exitCode ?? 0, exitSignal: t.exitSignal });
       for (const c of this.children(t.pid)) c.ppid = 1;
-      if (t === init) for (const o of this.tasks.values()) if (o !== init) o.kill(SIG.KILL);
     }
+    if (init?.status === "exited") for (const o of this.tasks.values()) if (o !== init) o.kill(SIG.KILL);
   }
 
   /** Loads a module in the background; `done` or `failed(errno)` runs later, never before the caller suspended. */
