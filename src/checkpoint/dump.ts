@@ -77,7 +77,7 @@ export function dumpVm(vm: Vm, hashing: Hashing, sink: Sink, opts: DumpOptions):
   const fds = new FdDumper(blob, vm.host);
   const tasks: TaskRecord[] = live.map((t) => ({
     pid: t.pid,
-    ppid: 0,
+    ppid: t.ppid,
     moduleId: moduleIds.get(t.module.wasmHash)!,
     args: t.args,
     env: t.env,
@@ -86,8 +86,19 @@ export function dumpVm(vm: Vm, hashing: Hashing, sink: Sink, opts: DumpOptions):
     frames: blob(t.frames!),
     pending: dumpPending(t.pending!),
     fds: t.fds.entries().map(([fd, obj]) => [fd, fds.fileId(obj)]),
+    ...(t.stopped ? { stopped: true } : {}),
   }));
-  w.vm({ nextPid: vm.nextPid, nextIno: vm.fsContext.nextIno.toString(), inodes: fds.inodes, files: fds.files, tasks });
+  const zombies = [...vm.zombies.values()].map((z) => ({ pid: z.pid, ppid: z.ppid, code: z.exitCode, signal: z.exitSignal }));
+  w.vm({
+    nextPid: vm.nextPid,
+    nextIno: vm.fsContext.nextIno.toString(),
+    inodes: fds.inodes,
+    files: fds.files,
+    tasks,
+    pipes: fds.pipes,
+    zombies,
+    maxTasks: vm.maxTasks,
+  });
   const digest = w.finish();
   return { ...w.stats, id, digest, tasks: tasks.length, ms: performance.now() - t0 };
 }

@@ -5,10 +5,11 @@
 // size and mtime are recorded, and restore reopens them by path.
 import { SnapshotError } from "../errors.ts";
 import type { Host } from "../host/mod.ts";
-import type { FileRecord, InodeRecord, SnapshotImage, VmRecord } from "../snapshot/mod.ts";
+import type { FileRecord, InodeRecord, PipeRecord, SnapshotImage, VmRecord } from "../snapshot/mod.ts";
 import type { CrvmFd, FsContext } from "../wasi/fd.ts";
 import { type FsEnv, MemDir, MemDirFd, MemFile, MemFileFd, type MemInode, MemPreopenFd, MemSymlink } from "../wasi/memfs.ts";
 import { HostDirFd, HostFileFd, type HostPreopen, HostPreopenFd } from "../wasi/hostfs.ts";
+import { Pipe, PipeReadFd, PipeWriteFd } from "../wasi/pipe.ts";
 import { StdinFd, StdoutFd } from "../wasi/stdio.ts";
 
 const times = (n: { atimNs: bigint; mtimNs: bigint; ctimNs: bigint }): [string, string, string] => [
@@ -21,6 +22,8 @@ const times = (n: { atimNs: bigint; mtimNs: bigint; ctimNs: bigint }): [string, 
 export class FdDumper {
   readonly files: FileRecord[] = [];
   readonly inodes: InodeRecord[] = [];
+  readonly pipes: PipeRecord[] = [];
+  readonly #pipeIds = new Map<Pipe, number>();
   readonly #fileIds = new Map<CrvmFd, number>();
   readonly #inodeIds = new Map<MemInode, number>();
   readonly #preopens = new Map<HostPreopen, number>();
@@ -56,6 +59,16 @@ export class FdDumper {
     return id;
   }
 
+  #pipeId(p: Pipe): number {
+    let id = this.#pipeIds.get(p);
+    if (id === undefined) {
+      id = this.pipes.length;
+      this.#pipeIds.set(p, id);
+      this.pipes.push({ id, data: p.data.length > 0 ? this.blob(p.data) : null, capacity: p.capacity });
+    }
+    return id;
+  }
+
   #preopenId(p: HostPreopen): number {
     let id = this.#preopens.get(p);
     if (id === undefined) {
@@ -80,6 +93,7 @@ export class FdDumper {
     this.files.push(null as unknown as FileRecord);
     if (obj instanceof StdinFd) rec = { id, kind: "stdin", buffered: obj.buffered.length ? this.blob(obj.buffered) : null, eof: obj.eof };
     else if (obj instanceof StdoutFd) rec = { id, kind: obj.name };
+    else if (obj instanceof PipeReadFd || obj instanceof PipeWriteFd) rec = { id, kind: obj.kind, pipe: this.#pipeId(obj.pipe), nonblock: obj.nonblock };
     else if (obj instanceof MemPreopenFd) rec = { id, kind: "mempreopen", name: obj.name, inode: this.inodeId(obj.dir) };
     else if (obj instanceof MemDirFd) rec = { id, kind: "memdir", inode: this.inodeId(obj.dir), root: this.inodeId(obj.root) };
     else if (obj instanceof MemFileFd) {
@@ -163,6 +177,16 @@ export function restoreFiles(rec: VmRecord, image: SnapshotImage, e: FileRestore
   const inodes = restoreInodes(rec.inodes ?? [], image, env, e.what);
   const files = new Map<number, CrvmFd>();
   const preopens = new Map<number, HostPreopen>();
+  const pipes = new Map<number, Pipe>();
+  for (const r of rec.pipes ?? []) {
+    const p = new Pipe(r.capacity);
+    if (r.data !== null) {
+      const data = image.blobs.get(r.data);
+      if (!data || data.length > r.capacity) throw new SnapshotError(`${e.what}: pipe ${r.id} has missing or oversized data`);
+      p.data = data.slice();
+    }
+    pipes.set(r.id, p);
+  }
   const inode = (id: number, ctx: string) => {
     const n = inodes[id];
     if (!n) throw new SnapshotError(`${e.what}: ${ctx} refers to missing inode ${id}`);
@@ -222,6 +246,15 @@ export function restoreFiles(rec: VmRecord, image: SnapshotImage, e: FileRestore
       case "hostdir":
         obj = new HostDirFd(e.host.fs, preopen(f.preopen, ctx), f.rel);
         break;
+      case "piperead":
+      case "pipewrite": {
+        const p = pipes.get(f.pipe);
+        if (!p) throw new SnapshotError(`${e.what}: ${ctx} refers to missing pipe ${f.pipe}`);
+        const end = f.kind === "piperead" ? new PipeReadFd(p) : new PipeWriteFd(p);
+        end.nonblock = f.nonblock;
+        obj = end;
+        break;
+      }
       case "hostfile": {
         const p = preopen(f.preopen, ctx);
         const path = `${p.hostPath}/${f.rel}`;

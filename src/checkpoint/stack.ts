@@ -11,6 +11,7 @@ export function dumpPending(p: Pending): PendingRecord {
   if (p.wait.fds?.length) rec.fds = p.wait.fds;
   if (p.wait.yield) rec.yield = true;
   if (p.wait.freeze) rec.freeze = true;
+  if (p.wait.join !== undefined) rec.join = p.wait.join;
   if (p.state !== undefined) rec.state = p.state;
   return rec;
 }
@@ -22,5 +23,6 @@ export function restorePending(rec: PendingRecord, what: string): Pending {
   if (rec.fds) p.wait.fds = rec.fds;
   if (rec.yield) p.wait.yield = true;
   if (rec.freeze) p.wait.freeze = true;
+  if (rec.join !== undefined) p.wait.join = rec.join;
   return p;
 }

@@ -44,11 +44,21 @@ export function summary(image: SnapshotImage, chain: ChainLink[], fileBytes: num
   if (chain.length > 1) for (const f of p.fromImage) lines.push(`  ${f.pages} from ${f.path}`);
   for (const t of image.vm.tasks) {
     const frames = image.blobs.get(t.frames)?.length ?? 0;
-    const wait = t.pending.freeze ? "frozen" : t.pending.untilNs ? "sleeping" : t.pending.fds?.length ? "waiting for fd" : "yielded";
-    lines.push(`task ${t.pid} (parent ${t.ppid}): ${JSON.stringify(t.args.join(" "))}, module ${t.moduleId}`);
+    const wait = t.pending.freeze ? "frozen"
+      : t.pending.join !== undefined ? `waiting for ${t.pending.join < 0 ? "any child" : `child ${t.pending.join}`}`
+      : t.pending.untilNs ? "sleeping"
+      : t.pending.fds?.length ? "waiting for an fd"
+      : "yielded";
+    lines.push(`task ${t.pid} (parent ${t.ppid}${t.stopped ? ", stopped" : ""}): ${JSON.stringify(t.args.join(" "))}, module ${t.moduleId}`);
     lines.push(`  memory: ${t.memory.pages} pages (${mib(t.memory.pages * PAGE_SIZE)}), ${t.memory.map.length} non-zero`);
     lines.push(`  stack: ${frames} bytes, in ${t.pending.call} (${wait}); ${t.globals.length} globals`);
     for (const [fd, id] of t.fds) lines.push(`  fd ${fd}: ${describeFile(image.vm.files[id]!)}`);
+  }
+  for (const z of image.vm.zombies ?? []) {
+    lines.push(`zombie ${z.pid} (parent ${z.ppid}): exited with ${z.code}${z.signal !== null ? ` (signal ${z.signal})` : ""}`);
+  }
+  for (const p of image.vm.pipes ?? []) {
+    lines.push(`pipe ${p.id}: ${p.data === null ? 0 : image.blobs.get(p.data)?.length ?? 0} bytes buffered`);
   }
   const inodes = image.vm.inodes;
   if (inodes.length > 0) {
@@ -77,6 +87,9 @@ function describeFile(f: SnapshotImage["vm"]["files"][number]): string {
       return `host file ${f.rel} at offset ${f.pos} (size ${f.size})`;
     case "memfile":
       return `in-memory file (inode ${f.inode}) at offset ${f.pos}`;
+    case "piperead":
+    case "pipewrite":
+      return `${f.kind === "piperead" ? "read" : "write"} end of pipe ${f.pipe}`;
   }
 }
 

@@ -21,8 +21,10 @@ export interface TaskOwner {
   readonly clock: VirtualClock;
   /** Checked at every yield point: should this task stop here for a freeze? */
   freezeWanted(task: Task): boolean;
-  /** Checked at fuel yields and sched_yield: should this task give up the CPU? */
+  /** Checked at fuel yields: has this task used up its time slice while others wait? */
   shouldPreempt(task: Task): boolean;
+  /** Checked by sched_yield: is there another task to give the CPU to? */
+  othersWaiting(task: Task): boolean;
   randomFill(buf: Uint8Array): void;
   /** The process table, for the process calls. */
   readonly processes: ProcessTable;
@@ -83,6 +85,8 @@ export class Task {
   frames: Uint8Array | null = null;
   /** Yield points passed since this task was started or restored. */
   yields = 0;
+  /** Fuel yields since the scheduler last picked this task (its time slice, counted in fuel). */
+  sliceFuel = 0;
   readonly instance: WebAssembly.Instance;
   readonly memory: WebAssembly.Memory;
   readonly #asyncify: AsyncifyDriver;
@@ -161,6 +165,7 @@ export class Task {
     // A trampolined loop re-runs its check after the yield: refill to at least 1.
     this.setFuel(FUEL_SLICE);
     if (this.#resumeState !== undefined) return;
+    this.sliceFuel++;
     if (this.owner.shouldPreempt(this)) this.#suspend(this.#call, { yield: true }, true);
   }
 
@@ -181,7 +186,7 @@ export class Task {
       clock: task.owner.clock,
       suspend: (wait, state) => task.#suspend(task.#call, wait, state),
       resumed: () => task.#resumeState,
-      shouldYield: () => task.owner.shouldPreempt(task),
+      shouldYield: () => task.owner.othersWaiting(task),
       exit(code: number): never {
         throw new ProcExit(code);
       },

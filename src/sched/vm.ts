@@ -23,8 +23,14 @@ export interface FreezePolicy {
   afterYields?: number;
 }
 
-/** How long a task may run before the event loop gets a turn (timers, stdin, the server). */
+/** How long the VM may run before the event loop gets a turn (timers, stdin, the server). */
 const SLICE_MS = 50;
+/**
+ * A task's time slice, in fuel yields (each FUEL_SLICE checks). Counting fuel
+ * instead of milliseconds makes the interleaving of compute-bound tasks
+ * deterministic: the same run switches tasks at the same points.
+ */
+const SLICE_FUEL = 4;
 
 /** Default for --max-tasks: tasks (zombies included) one VM may hold. */
 export const DEFAULT_MAX_TASKS = 1024;
@@ -51,7 +57,6 @@ export class Vm implements TaskOwner, ProcessTable {
   #freezeAtYield = Infinity;
   #yields = 0;
   #wake: (() => void) | null = null;
-  #sliceStart = 0;
   #current: Task | null = null;
   /** Exited tasks whose orphans were already re-parented. */
   /** Exited tasks not joined yet (pid 1 stays in `tasks`: the VM ends with it). */
@@ -113,8 +118,12 @@ export class Vm implements TaskOwner, ProcessTable {
     return this.#freeze;
   }
 
-  shouldPreempt(_task: Task): boolean {
-    return performance.now() - this.#sliceStart > SLICE_MS && this.#hasOtherWork();
+  shouldPreempt(task: Task): boolean {
+    return task.sliceFuel >= SLICE_FUEL && this.#hasOtherWork();
+  }
+
+  othersWaiting(_task: Task): boolean {
+    return this.#hasOtherWork();
   }
 
   #hasOtherWork(): boolean {
@@ -260,7 +269,7 @@ export class Vm implements TaskOwner, ProcessTable {
       // Round robin: each ready task runs until it blocks, exits or its slice ends.
       for (const t of ready) {
         if (t.status !== "ready" || t.stopped) continue;
-        this.#sliceStart = performance.now();
+        t.sliceFuel = 0;
         this.#current = t;
         const status: TaskStatus = t.run();
         this.#current = null;

@@ -58,7 +58,25 @@ export interface PendingRecord {
   fds?: { fd: number; what: "read" | "write" }[];
   yield?: boolean;
   freeze?: boolean;
+  /** Waiting in proc_join for this child pid, or any child (-1). */
+  join?: number;
   state?: unknown;
+}
+
+/** A pipe's buffer; its ends are FileRecords of kind piperead/pipewrite. */
+export interface PipeRecord {
+  id: number;
+  /** Blob id of the bytes written and not yet read, or null if empty. */
+  data: number | null;
+  capacity: number;
+}
+
+/** An exited task not joined yet. */
+export interface ZombieRecord {
+  pid: number;
+  ppid: number;
+  code: number;
+  signal: number | null;
 }
 
 /** An open file description; fds refer to it by id so sharing survives. */
@@ -69,6 +87,7 @@ export type FileRecord =
   | { id: number; kind: "memdir"; inode: number; root: number }
   | { id: number; kind: "memfile"; inode: number; pos: string; append: boolean; readable: boolean; writable: boolean; fdflags: number }
   | { id: number; kind: "hostpreopen"; guestPath: string; hostPath: string }
+  | { id: number; kind: "piperead" | "pipewrite"; pipe: number; nonblock: boolean }
   | { id: number; kind: "hostdir"; preopen: number; rel: string }
   | {
     id: number;
@@ -116,6 +135,8 @@ export interface TaskRecord {
   frames: number;
   pending: PendingRecord;
   fds: [number, number][];
+  /** Stopped by SIGSTOP. */
+  stopped?: boolean;
 }
 
 export interface VmRecord {
@@ -124,6 +145,10 @@ export interface VmRecord {
   inodes: InodeRecord[];
   files: FileRecord[];
   tasks: TaskRecord[];
+  pipes?: PipeRecord[];
+  zombies?: ZombieRecord[];
+  /** --max-tasks of the VM. */
+  maxTasks?: number;
 }
 
 /** A whole image. Pages are content-addressed by their hex hash. */
