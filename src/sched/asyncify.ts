@@ -41,9 +41,17 @@ const GROWTH = 8;
  * a.startRewind(frames);      // then call _start again
  */
 export class AsyncifyDriver {
-  #saved = new Uint8Array(0);
   #largest = 0;
-  constructor(private readonly ex: AsyncifyExports, private readonly memory: () => WebAssembly.Memory) {}
+  /**
+   * `scratch` holds the bytes lent to Asyncify. A VM passes one to all its
+   * tasks: a loan lasts from an unwind (or rewind) start to its end, during
+   * which no other task runs, so one buffer serves them all.
+   */
+  constructor(
+    private readonly ex: AsyncifyExports,
+    private readonly memory: () => WebAssembly.Memory,
+    private readonly scratch: { saved: Uint8Array } = { saved: new Uint8Array(0) },
+  ) {}
 
   get state(): AsyncifyState {
     return this.ex.asyncify_get_state();
@@ -51,12 +59,12 @@ export class AsyncifyDriver {
 
   #lend(len: number): Uint8Array {
     const mem = new Uint8Array(this.memory().buffer);
-    if (this.#saved.length < len) this.#saved = new Uint8Array(Math.max(len, this.#saved.length * 2));
-    this.#saved.set(mem.subarray(SCRATCH, SCRATCH + len));
+    if (this.scratch.saved.length < len) this.scratch.saved = new Uint8Array(Math.max(len, this.scratch.saved.length * 2));
+    this.scratch.saved.set(mem.subarray(SCRATCH, SCRATCH + len));
     return mem;
   }
   #giveBack(len: number): void {
-    new Uint8Array(this.memory().buffer).set(this.#saved.subarray(0, len), SCRATCH);
+    new Uint8Array(this.memory().buffer).set(this.scratch.saved.subarray(0, len), SCRATCH);
   }
 
   /** Begins unwinding; call from inside an Asyncify import, which must then return. */

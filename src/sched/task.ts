@@ -26,6 +26,8 @@ export interface TaskOwner {
   /** Checked by sched_yield: is there another task to give the CPU to? */
   othersWaiting(task: Task): boolean;
   randomFill(buf: Uint8Array): void;
+  /** The buffer Asyncify borrows guest memory into, shared by the VM's tasks. */
+  readonly scratch: { saved: Uint8Array };
   /** The process table, for the process calls. */
   readonly processes: ProcessTable;
 }
@@ -127,7 +129,7 @@ export class Task {
     this.instance = new WebAssembly.Instance(spec.compiled, imports);
     const ex = this.instance.exports;
     this.memory = memory ?? (ex[m.exportName ?? "memory"] as WebAssembly.Memory);
-    this.#asyncify = new AsyncifyDriver(ex as unknown as AsyncifyExports, () => this.memory);
+    this.#asyncify = new AsyncifyDriver(ex as unknown as AsyncifyExports, () => this.memory, owner.scratch);
     this.setFuel(FUEL_SLICE);
   }
 

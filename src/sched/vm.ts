@@ -61,6 +61,7 @@ export class Vm implements TaskOwner, ProcessTable {
   /** Exited tasks whose orphans were already re-parented. */
   /** Exited tasks not joined yet (pid 1 stays in `tasks`: the VM ends with it). */
   readonly zombies = new Map<number, Zombie>();
+  readonly scratch = { saved: new Uint8Array(0) };
   maxTasks = DEFAULT_MAX_TASKS;
   /** How exec and spawn get modules; without one they fail with ENOSYS. */
   loader: ModuleLoader | null = null;
