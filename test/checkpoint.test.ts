@@ -24,6 +24,7 @@ const CASES: GuestCase[] = [
   { name: "ticker", args: ["60"] },
   { name: "sqlite", args: [], dirs: true },
   { name: "forktree", args: ["4"] },
+  { name: "sieve", args: ["300"] },
   { name: "procs", args: [], flags: ["--dir", `${GUESTS}::/bin`] },
   { name: "forkbomb", args: ["6"], flags: ["--max-tasks", "16"] },
 ];
