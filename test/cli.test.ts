@@ -74,6 +74,24 @@ describe("crvm run", () => {
     });
   }
 
+  it("--max-memory makes memory.grow fail in the guest past the limit", async () => {
+    const m = wat(`(module
+      (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+      (memory (export "memory") 1)
+      (func (export "_start")
+        (block $full (loop $grow (br_if $full (i32.eq (memory.grow (i32.const 1)) (i32.const -1))) (br $grow)))
+        (call $exit (memory.size))))`);
+    for (const rt of ["node", "bun"] as const) {
+      const r = await crvm(rt, ["run", "--max-memory", "1M", m]);
+      expect(r.code, r.stderr).toBe(16);
+    }
+    const d = await crvm("node", ["run", "--max-memory", "3M", m]);
+    expect(d.code).toBe(48);
+    const bad = await crvm("node", ["run", "--max-memory", "lots", m]);
+    expect(bad.stderr).toMatch(/--max-memory/);
+    expect(bad.code).not.toBe(0);
+  });
+
   const bad: [string, string[], RegExp][] = [
     ["a missing module", ["run", "/nonexistent/x.wasm"], /Cannot read module.*no such file/],
     ["a file that is not wasm", ["run", path.join(import.meta.dirname, "helpers.ts")], /not a WebAssembly binary/],

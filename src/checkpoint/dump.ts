@@ -98,6 +98,7 @@ export function dumpVm(vm: Vm, hashing: Hashing, sink: Sink, opts: DumpOptions):
     pipes: fds.pipes,
     zombies,
     maxTasks: vm.maxTasks,
+    ...(vm.maxMemoryPages !== undefined ? { maxMemoryPages: vm.maxMemoryPages } : {}),
   });
   const digest = w.finish();
   return { ...w.stats, id, digest, tasks: tasks.length, ms: performance.now() - t0 };

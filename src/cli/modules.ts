@@ -1,7 +1,7 @@
 // Reading a module file (binary or text) and getting it instrumented.
 import { ModuleError } from "../errors.ts";
 import { type Host, HostFsError, progressBar } from "../host/mod.ts";
-import { type InstrumentedModule, instrumentModule, isWasmBinary, watToWasm } from "../instrument/mod.ts";
+import { type InstrumentedModule, instrumentModule, isWasmBinary, limitMemory, watToWasm } from "../instrument/mod.ts";
 import type { LoadedModule } from "../checkpoint/restore.ts";
 import { cacheDir } from "./options.ts";
 
@@ -19,8 +19,8 @@ export async function readModuleFile(host: Host, path: string): Promise<Uint8Arr
   throw new ModuleError(`Cannot load module "${path}": not a WebAssembly binary (bad magic) and not a .wat file`);
 }
 
-/** Instruments (or takes from the cache) and compiles a module. */
-export async function loadModule(host: Host, source: Uint8Array, name: string): Promise<LoadedModule> {
+/** Instruments (or takes from the cache) and compiles a module; `maxMemoryPages` caps its memory (--max-memory). */
+export async function loadModule(host: Host, source: Uint8Array, name: string, maxMemoryPages?: number): Promise<LoadedModule> {
   const bar = progressBar(`instrumenting ${name}`);
   let module: InstrumentedModule;
   try {
@@ -35,7 +35,8 @@ export async function loadModule(host: Host, source: Uint8Array, name: string): 
   }
   let compiled: WebAssembly.Module;
   try {
-    compiled = await WebAssembly.compile(module.wasm as Uint8Array<ArrayBuffer>);
+    const wasm = maxMemoryPages === undefined ? module.wasm : limitMemory(module.wasm, maxMemoryPages, name);
+    compiled = await WebAssembly.compile(wasm as Uint8Array<ArrayBuffer>);
   } catch (e) {
     throw new ModuleError(`Cannot compile module "${name}": ${(e as Error).message}`);
   }

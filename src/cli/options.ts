@@ -28,6 +28,16 @@ export function parseCount(flag: string, value: string): number {
   return Number(value);
 }
 
+/** `--max-memory SIZE` (bytes, or with K, M, G): in 64 KiB pages, at least one, at most wasm32's 4 GiB. */
+export function parseMemorySize(spec: string): number {
+  const m = /^(\d+)([KMG]?)i?B?$/i.exec(spec.trim());
+  if (!m) throw new UsageError(`--max-memory "${spec}": expected a size like 65536, 64M or 2G`);
+  const unit = { "": 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 }[m[2]!.toUpperCase() as "" | "K" | "M" | "G"];
+  const pages = Math.floor((Number(m[1]) * unit) / 65536);
+  if (pages < 1 || pages > 65536) throw new UsageError(`--max-memory "${spec}": must be between 64K and 4G`);
+  return pages;
+}
+
 export const collect = <T>(parse: (s: string) => T) => (value: string, prev: T[] = []) => [...prev, parse(value)];
 
 /** Where transformed modules are cached: $CRVM_CACHE, else $XDG_CACHE_HOME/crvm, else ~/.cache/crvm. */

@@ -15,12 +15,13 @@ export interface RestoreCliOptions {
 
 export async function restoreCommand(host: Host, o: RestoreCliOptions): Promise<number> {
   const { image } = await readImage(host, o.snapshot);
+  const maxMemoryPages = image.vm.maxMemoryPages;
   const vm = await restoreVm(image, {
     host,
     name: o.snapshot,
     dirs: new Map(o.dirs.map((d) => [d.guest, host.resolvePath(d.host)])),
-    load: (entry) => loadModule(host, entry.source, entry.name),
+    load: (entry) => loadModule(host, entry.source, entry.name, maxMemoryPages),
   });
-  vm.loader = (bytes, name) => loadModule(host, bytes, name);
+  vm.loader = (bytes, name) => loadModule(host, bytes, name, maxMemoryPages);
   return await drive(host, vm, o.checkpoint, o.stats);
 }

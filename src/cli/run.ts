@@ -16,13 +16,15 @@ export interface RunOptions {
   checkpoint: CheckpointSpec;
   stats: boolean;
   maxTasks?: number;
+  maxMemoryPages?: number;
 }
 
 export async function runCommand(host: Host, o: RunOptions): Promise<number> {
   const source = await readModuleFile(host, o.module);
-  const { module, compiled } = await loadModule(host, source, o.module);
+  const { module, compiled } = await loadModule(host, source, o.module, o.maxMemoryPages);
   const vm = new Vm(host);
-  vm.loader = (bytes, name) => loadModule(host, bytes, name);
+  vm.maxMemoryPages = o.maxMemoryPages;
+  vm.loader = (bytes, name) => loadModule(host, bytes, name, o.maxMemoryPages);
   if (o.maxTasks !== undefined) vm.maxTasks = o.maxTasks;
   const fds = new FdTable();
   for (const f of stdioFds(host)) fds.add(f);

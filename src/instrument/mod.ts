@@ -45,6 +45,7 @@ import { looksLikeWat, watToWasm } from "./wat.ts";
 
 export { isWasmBinary } from "./validate.ts";
 export { watToWasm } from "./wat.ts";
+export { limitMemory } from "./memory_limit.ts";
 export { BINARYEN_VERSION } from "./cache.ts";
 export type { FuncImport, MemoryDesc } from "./transform.ts";
 

@@ -28,6 +28,8 @@ export interface TaskOwner {
   randomFill(buf: Uint8Array): void;
   /** The buffer Asyncify borrows guest memory into, shared by the VM's tasks. */
   readonly scratch: { saved: Uint8Array };
+  /** --max-memory in pages, for a memory the module imports (defined ones are capped when compiled). */
+  readonly maxMemoryPages?: number;
   /** The process table, for the process calls. */
   readonly processes: ProcessTable;
 }
@@ -107,7 +109,9 @@ export class Task {
     let memory: WebAssembly.Memory | null = null;
     const m = spec.module.memory;
     if (m.import) {
-      memory = new WebAssembly.Memory({ initial: m.initialPages, ...(m.maximumPages !== null ? { maximum: m.maximumPages } : {}) });
+      const cap = owner.maxMemoryPages;
+      const maximum = m.maximumPages === null ? cap : cap === undefined ? m.maximumPages : Math.min(cap, m.maximumPages);
+      memory = new WebAssembly.Memory({ initial: m.initialPages, ...(maximum !== undefined ? { maximum } : {}) });
       (imports[m.import.module] ??= {})[m.import.name] = memory;
     }
     const ctx = this.#syscallContext();

@@ -32,6 +32,9 @@ const SLICE_MS = 50;
  */
 const SLICE_FUEL = 4;
 
+/** Default for --max-memory: 1 GiB per task, in 64 KiB pages. */
+export const DEFAULT_MAX_MEMORY_PAGES = 16384;
+
 /** Default for --max-tasks: tasks (zombies included) one VM may hold. */
 export const DEFAULT_MAX_TASKS = 1024;
 
@@ -63,6 +66,8 @@ export class Vm implements TaskOwner, ProcessTable {
   readonly zombies = new Map<number, Zombie>();
   readonly scratch = { saved: new Uint8Array(0) };
   maxTasks = DEFAULT_MAX_TASKS;
+  /** --max-memory in 64 KiB pages (a task's memory cannot grow past it); undefined: wasm's own 4 GiB. */
+  maxMemoryPages: number | undefined = undefined;
   /** How exec and spawn get modules; without one they fail with ENOSYS. */
   loader: ModuleLoader | null = null;
   /** Modules being loaded for exec/spawn: the tasks wait, and a freeze waits for them. */

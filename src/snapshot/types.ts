@@ -149,6 +149,8 @@ export interface VmRecord {
   zombies?: ZombieRecord[];
   /** --max-tasks of the VM. */
   maxTasks?: number;
+  /** --max-memory of the VM, in 64 KiB pages. */
+  maxMemoryPages?: number;
 }
 
 /** A whole image. Pages are content-addressed by their hex hash. */
