@@ -4,6 +4,12 @@ import * as path from "node:path";
 import { describe, expect, it } from "vitest";
 import { crvm, guest, readTree, tmpDir } from "./helpers.ts";
 
+/** The META and VM records of `crvm inspect --json` output. */
+function vmOf(json: string): { meta: { monotonicNs: string }; vm: { tasks: { pending: Record<string, unknown> & { call: string } }[] } } {
+  const records = JSON.parse(json).records as { kind: string; meta?: unknown; vm?: unknown }[];
+  return { meta: records.find((r) => r.kind === "META")!.meta as never, vm: records.find((r) => r.kind === "VM")!.vm as never };
+}
+
 async function filesImage(at: number): Promise<{ data: string; image: string; first: Buffer }> {
   const data = tmpDir();
   const image = path.join(tmpDir(), "f.snap");
@@ -73,7 +79,7 @@ describe("where checkpoints land", () => {
     const image = path.join(tmpDir(), "c.snap");
     const r = await crvm("node", ["run", "--checkpoint-after-yields", "12", "--checkpoint-file", image, guest("compute"), "0.2"]);
     expect(r.code, r.stderr).toBe(0);
-    const info = JSON.parse((await crvm("node", ["inspect", "--json", image])).stdout.toString());
+    const info = vmOf((await crvm("node", ["inspect", "--json", image])).stdout.toString());
     expect(info.vm.tasks[0].pending.call).toBe("crvm.yield");
     const plain = await crvm("node", ["run", guest("compute"), "0.2"]);
     const rest = await crvm("bun", ["restore", image]);
@@ -86,7 +92,7 @@ describe("where checkpoints land", () => {
     // The ticker spends nearly all its time asleep, so the timer almost always finds it blocked.
     const r = await crvm("node", ["run", "--checkpoint-after", "100", "--checkpoint-file", image, guest("ticker"), "60"]);
     expect(r.code, r.stderr).toBe(0);
-    const info = JSON.parse((await crvm("node", ["inspect", "--json", image])).stdout.toString());
+    const info = vmOf((await crvm("node", ["inspect", "--json", image])).stdout.toString());
     const pending = info.vm.tasks[0].pending;
     expect(pending.call).toBe("wasi_snapshot_preview1.poll_oneoff");
     if (pending.untilNs !== undefined) {

@@ -202,7 +202,9 @@ export function restoreFiles(rec: VmRecord, image: SnapshotImage, e: FileRestore
     if (!p) throw new SnapshotError(`${e.what}: ${ctx} refers to missing preopen ${id}`);
     return p;
   };
-  for (const f of rec.files) {
+  // Preopens first: a file may refer to a preopen recorded after it.
+  const ordered = [...rec.files.filter((f) => f.kind === "hostpreopen"), ...rec.files.filter((f) => f.kind !== "hostpreopen")];
+  for (const f of ordered) {
     const ctx = `file ${f.id} (${f.kind})`;
     let obj: CrvmFd;
     switch (f.kind) {

@@ -79,8 +79,11 @@ async function* stdinImage(host: Host): AsyncGenerator<Uint8Array> {
  * (found relative to the image's directory; each must have the id and
  * digest the child recorded).
  */
-export async function readImage(host: Host, file: string, opts: { verifyPages?: boolean } = {}): Promise<LoadedImage> {
+export async function readImage(host: Host, file: string, opts: { verifyPages?: boolean } = {}, seen = new Set<string>()): Promise<LoadedImage> {
   const path = host.resolvePath(file === "-" ? "stdin" : file);
+  // A chain that comes back to an image already read would never end.
+  if (seen.has(path)) throw new SnapshotError(`Cannot restore snapshot "${file}": its chain of parents loops back to it`);
+  seen.add(path);
   const image = file === "-"
     ? await decodeSnapshotStream(stdinImage(host), { name: "stdin", verifyPages: opts.verifyPages })
     : await decodeSnapshot(await readImageBytes(host, path), { name: file, verifyPages: opts.verifyPages });
@@ -91,7 +94,7 @@ export async function readImage(host: Host, file: string, opts: { verifyPages?: 
   if (!host.fs.exists(parentPath)) {
     throw new SnapshotError(`Cannot restore snapshot "${file}": its parent image ${ref.path} is missing`);
   }
-  const parent = await readImage(host, parentPath, opts);
+  const parent = await readImage(host, parentPath, opts, seen);
   if (parent.image.meta.id !== ref.id || parent.image.digest !== ref.digest) {
     throw new SnapshotError(`Cannot restore snapshot "${file}": ${ref.path} is not the parent it was made against (id or digest differs)`);
   }

@@ -1,3 +1,4 @@
+import { SnapshotError } from "../errors.ts";
 import { CRC_SIZE, HEADER_SIZE, Kind, type KindNumber, MAGIC, PAGE_ID_SIZE, RECORD_HEADER } from "./format.ts";
 import { bytesToHex, type Hashing, hexToBytes } from "./hashing.ts";
 import { FORMAT_VERSION, type ImageMeta, type ModuleEntry, PAGE_SIZE, type VmRecord } from "./types.ts";
@@ -30,6 +31,7 @@ export interface WriteStats {
  */
 export class SnapshotWriter {
   readonly #pages = new Set<string>();
+  #finished = false;
   readonly stats: WriteStats = { bytes: 0, records: 0, pagesStored: 0, pagesDeduplicated: 0, pagesInherited: 0 };
 
   constructor(
@@ -49,7 +51,13 @@ export class SnapshotWriter {
     this.sink(chunk);
   }
 
+  /** The digest is final once the trailer is out, and nothing may follow it: a clear error, not the hasher's. */
+  #open(): void {
+    if (this.#finished) throw new SnapshotError("Cannot write snapshot: a record after the trailer");
+  }
+
   #recordHeader(kind: KindNumber, length: number): Uint8Array {
+    this.#open();
     const h = new Uint8Array(RECORD_HEADER);
     const dv = new DataView(h.buffer);
     dv.setUint16(0, kind, true);
@@ -104,6 +112,7 @@ export class SnapshotWriter {
    * page is hashed once.
    */
   page(id: string, bytes: Uint8Array): void {
+    this.#open();
     if (this.#pages.has(id)) {
       this.stats.pagesDeduplicated++;
       return;
@@ -135,6 +144,7 @@ export class SnapshotWriter {
 
   /** Writes the trailer (record count, length before it, digest) and returns the digest as hex. */
   finish(): string {
+    this.#open();
     const count = this.stats.records;
     const length = this.stats.bytes;
     const digest = this.hashing.digest.digest("binary");
@@ -144,6 +154,7 @@ export class SnapshotWriter {
     dv.setBigUint64(4, BigInt(length), true);
     p.set(digest, 12);
     const h = this.#recordHeader(Kind.Trailer, p.length);
+    this.#finished = true;
     this.#emit(h);
     this.#emit(p);
     const t = new Uint8Array(CRC_SIZE);

@@ -47,6 +47,10 @@ export const LIMITS = {
   records: 1 << 24,
   /** Most pages of one memory (4 GiB of 64 KiB pages, wasm32's limit). */
   memoryPages: 65536,
+  /** Most tasks in one VM record. */
   tasks: 100_000,
+  /** Highest fd number of a task. */
   fds: 1 << 20,
+  /** Deepest nesting of arrays and objects in a JSON record (the VM record itself is level 1). */
+  jsonDepth: 32,
 } as const;

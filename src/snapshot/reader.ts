@@ -8,7 +8,9 @@ import { bytesToHex, type Hashing } from "./hashing.ts";
 import { checkVm, parseMeta, parseModuleInfo } from "./schema.ts";
 import { FORMAT_VERSION, type ImageMeta, type ModuleEntry, PAGE_SIZE, type SnapshotImage, type VmRecord } from "./types.ts";
 
-const dec = new TextDecoder("utf-8", { fatal: true });
+// JSON payloads are UTF-8 without a byte order mark: kept (ignoreBOM), a BOM is not JSON and is refused,
+// so one record has one encoding.
+const dec = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /** One record as read, for tools that show or re-encode images record by record. */
 export type RawRecord =
@@ -54,6 +56,7 @@ export class SnapshotReader {
   #vmWhere = "";
   #trailer = false;
   readonly #modules: ModuleEntry[] = [];
+  readonly #moduleIds = new Set<number>();
   readonly #pages = new Map<string, Uint8Array>();
   readonly #blobs = new Map<number, Uint8Array>();
   #digestHex = "";
@@ -112,11 +115,13 @@ export class SnapshotReader {
       this.#record(chunk.subarray(at, at + len), new DataView(chunk.buffer, chunk.byteOffset + at + len, 4).getUint32(0, true));
       return at + need - start;
     }
-    // Grow with the data actually received, so a lying length cannot make us allocate ahead of the input.
+    // Grow with the data actually received (doubling, so a record arriving in small chunks is copied
+    // O(1) times per byte): a lying length cannot make us allocate more than twice what arrived.
     const n = Math.min(need - this.#partialFill, chunk.length - at);
     const want = this.#partialFill + n;
+    if (n === 0) return at - start;
     if (this.#partial === null || this.#partial.length < want) {
-      const grown = new Uint8Array(Math.min(need, Math.max(want, (this.#partial?.length ?? 0) * 2, 65536)));
+      const grown = new Uint8Array(Math.min(need, Math.max(want, (this.#partial?.length ?? 0) * 2)));
       if (this.#partial) grown.set(this.#partial.subarray(0, this.#partialFill));
       this.#partial = grown;
     }
@@ -185,7 +190,7 @@ export class SnapshotReader {
         if (jl > payload.length - 4 || jl > LIMITS.json) this.#fail(`${w}: bad header length ${jl}`);
         const info = parseModuleInfo(this.#json(payload.subarray(4, 4 + jl), w));
         if (!info.ok) this.#fail(`${w}: ${info.error}`);
-        if (this.#modules.some((m) => m.id === info.value.id)) this.#fail(`${w}: module id ${info.value.id} appears twice`);
+        this.#addModule(info.value.id, w);
         const source = payload.subarray(4 + jl);
         this.#modules.push({ ...info.value, source });
         emit?.({ kind: "MODULE", offset, info: info.value, source });
@@ -195,7 +200,7 @@ export class SnapshotReader {
         if (!this.#meta?.parent) this.#fail(`${w}: a module reference in an image without a parent`);
         const info = parseModuleInfo(this.#json(payload, w));
         if (!info.ok) this.#fail(`${w}: ${info.error}`);
-        if (this.#modules.some((m) => m.id === info.value.id)) this.#fail(`${w}: module id ${info.value.id} appears twice`);
+        this.#addModule(info.value.id, w);
         this.#modules.push({ ...info.value, source: new Uint8Array(0), inherited: true });
         emit?.({ kind: "MODULE_REF", offset, info: info.value });
         break;
@@ -253,11 +258,17 @@ export class SnapshotReader {
     this.#index++;
   }
 
+  /** A set, not a scan of the modules: an image of many small MODULE_REF records must not take quadratic time. */
+  #addModule(id: number, w: string): void {
+    if (this.#moduleIds.has(id)) this.#fail(`${w}: module id ${id} appears twice`);
+    this.#moduleIds.add(id);
+  }
+
   #checkVm(offset: number): void {
     const inherited = this.opts.inherited;
     const r = checkVm(this.#vm, {
-      modules: new Set(this.#modules.map((m) => m.id)),
-      blobs: new Set(this.#blobs.keys()),
+      modules: this.#moduleIds,
+      blobs: new Map([...this.#blobs].map(([id, b]) => [id, b.length])),
       pageKnown: (id) => this.#pages.has(id) || (this.#meta?.parent !== undefined && (inherited ? inherited(id) : true)),
     });
     if (!r.ok) this.#fail(`${this.#vmWhere}: ${r.error}`);

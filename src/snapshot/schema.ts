@@ -1,12 +1,19 @@
 // Shapes of the JSON records (zod), then the cross-record rules no shape can
-// say: ids refer to objects already seen, pids are unique, parents form a
-// tree, page indices lie inside their memory.
+// say: ids refer to objects already seen (and of the right kind), pids are
+// unique, parents form a tree, page indices lie inside their memory, the
+// in-memory filesystem is a tree. docs/snapshot-format.md lists every rule.
+// Every function here returns an error instead of throwing, whatever its
+// input, and takes time linear in it.
 import { z } from "zod";
 import { LIMITS } from "./format.ts";
 import type { ImageMeta, ModuleEntry, VmRecord } from "./types.ts";
 
 const hex32 = z.string().regex(/^[0-9a-f]{32}$/);
+/** A signed integer as a decimal string (a time in ns). */
 const decimal = z.string().regex(/^-?\d{1,30}$/);
+/** An unsigned integer as a decimal string (an offset, a size, an inode number, a cookie): at most 2^64 - 1. */
+// (The refinement runs even where the regex failed: it re-checks before BigInt(), which would throw.)
+const udecimal = z.string().regex(/^\d{1,20}$/).refine((s) => !/^\d{1,20}$/.test(s) || BigInt(s) < 2n ** 64n, "must be below 2^64");
 const uint = z.number().int().nonnegative().max(2 ** 53);
 const id = z.number().int().nonnegative().max(2 ** 31);
 const times = z.tuple([decimal, decimal, decimal]);
@@ -29,28 +36,43 @@ export const moduleInfoSchema = z.strictObject({
 });
 
 const fileSchema = z.discriminatedUnion("kind", [
+  z.strictObject({ id, kind: z.enum(["piperead", "pipewrite"]), pipe: id, nonblock: z.boolean() }),
   z.strictObject({ id, kind: z.literal("stdin"), buffered: id.nullable(), eof: z.boolean() }),
   z.strictObject({ id, kind: z.enum(["stdout", "stderr"]) }),
   z.strictObject({ id, kind: z.literal("mempreopen"), name: z.string().max(4096), inode: id }),
   z.strictObject({ id, kind: z.literal("memdir"), inode: id, root: id }),
   z.strictObject({
-    id, kind: z.literal("memfile"), inode: id, pos: decimal, append: z.boolean(), readable: z.boolean(), writable: z.boolean(), fdflags: uint,
+    id, kind: z.literal("memfile"), inode: id, pos: udecimal, append: z.boolean(), readable: z.boolean(), writable: z.boolean(), fdflags: uint,
   }),
   z.strictObject({ id, kind: z.literal("hostpreopen"), guestPath: z.string().max(4096), hostPath: z.string().max(4096) }),
   z.strictObject({ id, kind: z.literal("hostdir"), preopen: id, rel: z.string().max(4096) }),
   z.strictObject({
-    id, kind: z.literal("hostfile"), preopen: id, rel: z.string().max(4096), pos: decimal, append: z.boolean(), readable: z.boolean(),
-    writable: z.boolean(), fdflags: uint, size: decimal, mtimeNs: decimal,
+    id, kind: z.literal("hostfile"), preopen: id, rel: z.string().max(4096), pos: udecimal, append: z.boolean(), readable: z.boolean(),
+    writable: z.boolean(), fdflags: uint, size: udecimal, mtimeNs: decimal,
   }),
 ]);
 
 const inodeSchema = z.discriminatedUnion("type", [
-  z.strictObject({ id, type: z.literal("file"), ino: decimal, data: id.nullable(), size: uint, nlink: uint, times }),
+  z.strictObject({ id, type: z.literal("file"), ino: udecimal, data: id.nullable(), size: uint, nlink: uint, times }),
   z.strictObject({
-    id, type: z.literal("dir"), ino: decimal, entries: z.array(z.tuple([z.string().max(4096), id, decimal])).max(1 << 20),
-    nextCookie: decimal, parent: id.nullable(), removed: z.boolean(), times,
+    id, type: z.literal("dir"), ino: udecimal, entries: z.array(z.tuple([z.string().max(4096), id, udecimal])).max(1 << 20),
+    nextCookie: udecimal, parent: id.nullable(), removed: z.boolean(), times,
   }),
-  z.strictObject({ id, type: z.literal("symlink"), ino: decimal, target: z.string().max(4096), nlink: uint, times }),
+  z.strictObject({ id, type: z.literal("symlink"), ino: udecimal, target: z.string().max(4096), nlink: uint, times }),
+]);
+
+/**
+ * A global's value as dumpGlobals writes it: "num" is JavaScript's own
+ * decimal form of an i32/f32/f64 (String(x), with "-0" for negative zero),
+ * "i64" a decimal integer in the signed 64-bit range.
+ */
+const globalValue = z.discriminatedUnion("type", [
+  z.strictObject({ type: z.literal("num"), value: z.string().max(64).regex(/^(NaN|-?Infinity|-?\d+(\.\d+)?(e[+-]\d+)?)$/) }),
+  z.strictObject({
+    type: z.literal("i64"),
+    // The refinements run even where the regex failed, so each re-checks it before BigInt() (which throws).
+    value: z.string().regex(/^-?\d{1,19}$/).refine((s) => !/^-?\d{1,19}$/.test(s) || (BigInt(s) >= -(2n ** 63n) && BigInt(s) < 2n ** 63n), "must be a signed 64-bit integer"),
+  }),
 ]);
 
 const pendingSchema = z.strictObject({
@@ -59,6 +81,7 @@ const pendingSchema = z.strictObject({
   fds: z.array(z.strictObject({ fd: uint, what: z.enum(["read", "write"]) })).max(1024).optional(),
   yield: z.boolean().optional(),
   freeze: z.boolean().optional(),
+  join: z.number().int().min(-1).max(2 ** 31).optional(),
   state: z.json().optional(),
 });
 
@@ -72,18 +95,31 @@ const taskSchema = z.strictObject({
     pages: z.number().int().nonnegative().max(LIMITS.memoryPages),
     map: z.array(z.tuple([z.number().int().nonnegative(), hex32])).max(LIMITS.memoryPages),
   }),
-  globals: z.array(z.tuple([z.string().max(1024), z.strictObject({ type: z.enum(["num", "i64"]), value: z.string().max(64) })])).max(1 << 16),
+  globals: z.array(z.tuple([z.string().max(1024), globalValue])).max(1 << 16),
   frames: id,
   pending: pendingSchema,
   fds: z.array(z.tuple([z.number().int().nonnegative().max(LIMITS.fds), id])).max(LIMITS.fds),
+  stopped: z.boolean().optional(),
+});
+
+const pipeSchema = z.strictObject({ id, data: id.nullable(), capacity: z.number().int().positive().max(1 << 24) });
+const zombieSchema = z.strictObject({
+  pid: z.number().int().positive().max(2 ** 31),
+  ppid: z.number().int().nonnegative().max(2 ** 31),
+  code: z.number().int().nonnegative().max(2 ** 32),
+  signal: z.number().int().nonnegative().max(64).nullable(),
 });
 
 export const vmSchema = z.strictObject({
   nextPid: z.number().int().positive().max(2 ** 31),
-  nextIno: decimal,
+  nextIno: udecimal,
   inodes: z.array(inodeSchema).max(1 << 24),
   files: z.array(fileSchema).max(1 << 24),
   tasks: z.array(taskSchema).min(1).max(LIMITS.tasks),
+  pipes: z.array(pipeSchema).max(1 << 20).optional(),
+  zombies: z.array(zombieSchema).max(LIMITS.tasks).optional(),
+  maxTasks: z.number().int().positive().max(LIMITS.tasks).optional(),
+  maxMemoryPages: z.number().int().positive().max(LIMITS.memoryPages).optional(),
 });
 
 function first(e: z.ZodError): string {
@@ -91,42 +127,148 @@ function first(e: z.ZodError): string {
   return `${i.path.length ? i.path.join(".") + ": " : ""}${i.message}`;
 }
 
+/**
+ * What no schema should be shown: a value nested deeper than
+ * `LIMITS.jsonDepth` (zod validates `z.json()` recursively, and a few
+ * thousand levels overflow the stack: a RangeError, not a SnapshotError), or
+ * an object key "__proto__" (a validator that copies objects drops it, so
+ * the image would decode to something other than what it holds). Iterative,
+ * so it cannot overflow itself.
+ */
+export function jsonProblem(v: unknown): string | null {
+  // Containers only, each with its depth (two stacks: no allocation per value).
+  const values: object[] = [];
+  const depths: number[] = [];
+  const visit = (x: unknown, depth: number) => {
+    if (x !== null && typeof x === "object") {
+      values.push(x);
+      depths.push(depth);
+    }
+  };
+  visit(v, 1);
+  while (values.length > 0) {
+    const x = values.pop()!;
+    const depth = depths.pop()!;
+    if (depth > LIMITS.jsonDepth) return `nested deeper than ${LIMITS.jsonDepth} levels`;
+    if (Array.isArray(x)) {
+      for (let i = 0; i < x.length; i++) visit(x[i], depth + 1);
+      continue;
+    }
+    for (const k of Object.keys(x)) {
+      if (k === "__proto__") return `a key named "__proto__"`;
+      visit((x as Record<string, unknown>)[k], depth + 1);
+    }
+  }
+  return null;
+}
+
 export function parseMeta(v: unknown): { ok: true; value: ImageMeta } | { ok: false; error: string } {
+  const problem = jsonProblem(v);
+  if (problem) return { ok: false, error: problem };
   const r = metaSchema.safeParse(v);
   return r.success ? { ok: true, value: r.data as ImageMeta } : { ok: false, error: first(r.error) };
 }
 
 export function parseModuleInfo(v: unknown): { ok: true; value: Omit<ModuleEntry, "source"> } | { ok: false; error: string } {
+  const problem = jsonProblem(v);
+  if (problem) return { ok: false, error: problem };
   const r = moduleInfoSchema.safeParse(v);
   return r.success ? { ok: true, value: r.data } : { ok: false, error: first(r.error) };
 }
 
-/** Shape, then cross-references. `pageKnown` says whether a page id is available (here or in a parent). */
+/**
+ * The first of `nodes` whose chain of parents loops, or undefined. Linear:
+ * each node is walked once (a node known to reach a root is not walked
+ * again), so 100,000 tasks in one chain cost 100,000 steps, not 5·10^9.
+ */
+function firstLoop<K>(nodes: Iterable<K>, parentOf: (k: K) => K | undefined): K | undefined {
+  const state = new Map<K, "walking" | "rooted">();
+  for (const start of nodes) {
+    const walk: K[] = [];
+    for (let k: K | undefined = start; k !== undefined && state.get(k) !== "rooted"; k = parentOf(k)) {
+      if (state.get(k) === "walking") return start;
+      state.set(k, "walking");
+      walk.push(k);
+    }
+    for (const k of walk) state.set(k, "rooted");
+  }
+  return undefined;
+}
+
+/** A directory entry's name: one path component, not "." or "..". */
+const entryNameOk = (name: string) => name !== "" && name !== "." && name !== ".." && !name.includes("/");
+
+/**
+ * Shape, then cross-references. `ctx` holds what the records before the VM
+ * record defined: module ids, blob sizes by id, and whether a page id is
+ * available (stored here, or in a parent chain).
+ */
 export function checkVm(
   v: unknown,
-  ctx: { modules: Set<number>; blobs: Set<number>; pageKnown: (id: string) => boolean },
+  ctx: { modules: ReadonlySet<number>; blobs: ReadonlyMap<number, number>; pageKnown: (id: string) => boolean },
 ): { ok: true; value: VmRecord } | { ok: false; error: string } {
+  const problem = jsonProblem(v);
+  if (problem) return { ok: false, error: problem };
   const r = vmSchema.safeParse(v);
   if (!r.success) return { ok: false, error: first(r.error) };
   const vm = r.data as VmRecord;
   const bad = (error: string) => ({ ok: false as const, error });
+  // The in-memory filesystem: ids in order, file data in blobs of the recorded size, and a tree of
+  // directories (each linked once, by the directory its parent field names; parents never loop).
+  const linkedFrom = new Map<number, number>();
   for (const [i, n] of vm.inodes.entries()) {
     if (n.id !== i) return bad(`inode ${i} has id ${n.id}`);
-    if (n.type === "file" && n.data !== null && !ctx.blobs.has(n.data)) return bad(`inode ${i} refers to missing blob ${n.data}`);
+    if (n.type === "file") {
+      const size = n.data === null ? 0 : ctx.blobs.get(n.data);
+      if (size === undefined) return bad(`inode ${i} refers to missing blob ${n.data}`);
+      if (size !== n.size) return bad(`inode ${i} has size ${n.size} but its data holds ${size} bytes`);
+    }
     if (n.type === "dir") {
-      for (const [, child] of n.entries) if (child >= vm.inodes.length) return bad(`inode ${i} refers to missing inode ${child}`);
+      const names = new Set<string>();
+      for (const [name, child] of n.entries) {
+        if (!entryNameOk(name)) return bad(`inode ${i} has an entry named ${JSON.stringify(name)}`);
+        if (names.has(name)) return bad(`inode ${i} has two entries named ${JSON.stringify(name)}`);
+        names.add(name);
+        const c = vm.inodes[child];
+        if (c === undefined) return bad(`inode ${i} refers to missing inode ${child}`);
+        if (c.type !== "dir") continue;
+        if (linkedFrom.has(child)) return bad(`directory ${child} is linked twice`);
+        linkedFrom.set(child, i);
+        if (c.parent !== i) return bad(`directory ${child} is linked from directory ${i} but its parent is ${c.parent}`);
+      }
       if (n.parent !== null && n.parent >= vm.inodes.length) return bad(`inode ${i} has a missing parent`);
+      if (n.parent !== null && vm.inodes[n.parent]!.type !== "dir") return bad(`inode ${i} has a parent ${n.parent} that is not a directory`);
     }
   }
-  const inodeOk = (x: number) => x < vm.inodes.length;
+  const dirParent = (i: number) => {
+    const n = vm.inodes[i]!;
+    return n.type === "dir" && n.parent !== null ? n.parent : undefined;
+  };
+  const dirLoop = firstLoop(vm.inodes.filter((n) => n.type === "dir").map((n) => n.id), dirParent);
+  if (dirLoop !== undefined) return bad(`directory ${dirLoop}: parent links form a cycle`);
+  const inodeOfType = (i: number, x: number, type: "file" | "dir"): string | null => {
+    const n = vm.inodes[x];
+    if (n === undefined) return `file ${i} refers to missing inode ${x}`;
+    return n.type === type ? null : `file ${i} refers to inode ${x}, which is not a ${type === "dir" ? "directory" : "file"}`;
+  };
   for (const [i, f] of vm.files.entries()) {
     if (f.id !== i) return bad(`file ${i} has id ${f.id}`);
-    if ("inode" in f && !inodeOk(f.inode)) return bad(`file ${i} refers to missing inode ${f.inode}`);
-    if (f.kind === "memdir" && !inodeOk(f.root)) return bad(`file ${i} refers to missing inode ${f.root}`);
+    const wrong = f.kind === "memfile" ? inodeOfType(i, f.inode, "file")
+      : f.kind === "mempreopen" ? inodeOfType(i, f.inode, "dir")
+      : f.kind === "memdir" ? inodeOfType(i, f.inode, "dir") ?? inodeOfType(i, f.root, "dir")
+      : null;
+    if (wrong) return bad(wrong);
     if ((f.kind === "hostdir" || f.kind === "hostfile") && vm.files[f.preopen]?.kind !== "hostpreopen") {
       return bad(`file ${i} refers to ${f.preopen}, which is not a host preopen`);
     }
     if (f.kind === "stdin" && f.buffered !== null && !ctx.blobs.has(f.buffered)) return bad(`file ${i} refers to missing blob ${f.buffered}`);
+    if ((f.kind === "piperead" || f.kind === "pipewrite") && f.pipe >= (vm.pipes?.length ?? 0)) return bad(`file ${i} refers to missing pipe ${f.pipe}`);
+  }
+  for (const [i, p] of (vm.pipes ?? []).entries()) {
+    if (p.id !== i) return bad(`pipe ${i} has id ${p.id}`);
+    const held = p.data === null ? 0 : ctx.blobs.get(p.data);
+    if (held === undefined) return bad(`pipe ${i} refers to missing blob ${p.data}`);
+    if (held > p.capacity) return bad(`pipe ${i} holds ${held} bytes, more than its capacity ${p.capacity}`);
   }
   const pids = new Set<number>();
   for (const t of vm.tasks) {
@@ -149,18 +291,25 @@ export function checkVm(
       fds.add(fd);
       if (file >= vm.files.length) return bad(`${w}: fd ${fd} refers to missing file ${file}`);
     }
-  }
-  // Parent links: every ppid is 0 (a root) or a pid in the image, and following them never loops.
-  for (const t of vm.tasks) {
-    if (t.ppid !== 0 && !pids.has(t.ppid)) return bad(`task ${t.pid}: parent ${t.ppid} is not in the image`);
-  }
-  const parentOf = new Map(vm.tasks.map((t) => [t.pid, t.ppid]));
-  for (const t of vm.tasks) {
-    let p = t.ppid;
-    for (let steps = 0; p !== 0; steps++) {
-      if (steps > vm.tasks.length) return bad(`task ${t.pid}: parent links form a cycle`);
-      p = parentOf.get(p) ?? 0;
+    // Restore sets globals by name and counts them: a repeated name would leave another global unset.
+    const globals = new Set<string>();
+    for (const [name] of t.globals) {
+      if (globals.has(name)) return bad(`${w}: global ${name} appears twice`);
+      globals.add(name);
     }
   }
+  for (const z of vm.zombies ?? []) {
+    if (pids.has(z.pid)) return bad(`pid ${z.pid} appears twice`);
+    if (z.pid >= vm.nextPid) return bad(`zombie ${z.pid}: pid is not below nextPid ${vm.nextPid}`);
+    pids.add(z.pid);
+  }
+  // Parent links: every ppid is 0 (a root) or a task of the image, and following them never loops.
+  for (const t of [...vm.tasks, ...(vm.zombies ?? [])]) {
+    if (t.ppid !== 0 && !pids.has(t.ppid)) return bad(`task ${t.pid}: parent ${t.ppid} is not in the image`);
+  }
+  const all = [...vm.tasks, ...(vm.zombies ?? [])];
+  const parentOf = new Map(all.map((t) => [t.pid, t.ppid]));
+  const taskLoop = firstLoop(all.map((t) => t.pid), (pid) => parentOf.get(pid) || undefined);
+  if (taskLoop !== undefined) return bad(`task ${taskLoop}: parent links form a cycle`);
   return { ok: true, value: vm };
 }

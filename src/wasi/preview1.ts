@@ -263,7 +263,8 @@ function pollOneoff(ctx: SyscallContext, inPtr: number, outPtr: number, nsubs: n
       const timeout = view.getBigUint64(p + 24, true);
       const abs = (view.getUint16(p + 40, true) & E.SUBCLOCKFLAGS_SUBSCRIPTION_CLOCK_ABSTIME) !== 0;
       let deadline: bigint;
-      if (saved?.[i]) deadline = BigInt(saved[i]);
+      const kept = Array.isArray(saved) ? saved[i] : undefined;
+      if (typeof kept === "string" && /^\d{1,30}$/.test(kept)) deadline = BigInt(kept);
       else if (clockId === E.CLOCKID_REALTIME) deadline = now + ((abs ? timeout - ctx.clock.realtimeNs() : timeout));
       else if (clockId === E.CLOCKID_MONOTONIC) deadline = abs ? timeout : now + timeout;
       else {
