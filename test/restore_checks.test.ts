@@ -87,6 +87,21 @@ describe("where checkpoints land", () => {
     expect(rest.code).toBe(0);
   });
 
+  it("checkpoints a pipeline while pipes hold bytes and tasks are blocked, and restores it on Deno", async () => {
+    const image = path.join(tmpDir(), "p.snap");
+    const r = await crvm("node", ["run", "--checkpoint-after-yields", "2000", "--checkpoint-file", image, guest("sieve"), "300"]);
+    expect(r.code, r.stderr).toBe(0);
+    const records = JSON.parse((await crvm("node", ["inspect", "--json", image])).stdout.toString()).records;
+    const vm = records.find((x: { kind: string }) => x.kind === "VM").vm;
+    expect(vm.tasks.length).toBeGreaterThan(10);
+    expect(vm.pipes.some((p: { data: number | null }) => p.data !== null)).toBe(true);
+    expect(vm.tasks.some((t: { pending: { fds?: unknown[] } }) => (t.pending.fds?.length ?? 0) > 0)).toBe(true);
+    const plain = await crvm("node", ["run", guest("sieve"), "300"]);
+    const rest = await crvm("deno", ["restore", image]);
+    expect(rest.code, rest.stderr).toBe(0);
+    expect(Buffer.concat([r.stdout, rest.stdout]).toString()).toBe(plain.stdout.toString());
+  });
+
   it("freezes a task blocked in a sleep and keeps only the time that was left", async () => {
     const image = path.join(tmpDir(), "s.snap");
     // The ticker spends nearly all its time asleep, so the timer almost always finds it blocked.
