@@ -35,12 +35,37 @@ export class Pipe {
   }
 }
 
-/** The read end of a pipe. */
-export class PipeReadFd extends CrvmFd {
-  readonly kind = "piperead";
+/** What both ends of a pipe share: the pipe, O_NONBLOCK, and no seeking. */
+abstract class PipeEnd extends CrvmFd {
   nonblock = false;
   constructor(readonly pipe: Pipe) {
     super();
+  }
+  protected fdstat(rights: number) {
+    const st = new wasi.Fdstat(wasi.FILETYPE_UNKNOWN, this.nonblock ? wasi.FDFLAGS_NONBLOCK : 0);
+    st.fs_rights_base = BigInt(rights | wasi.RIGHTS_POLL_FD_READWRITE | wasi.RIGHTS_FD_FILESTAT_GET);
+    return { ret: 0, fdstat: st };
+  }
+  override fd_fdstat_set_flags(flags: number): number {
+    this.nonblock = (flags & wasi.FDFLAGS_NONBLOCK) !== 0;
+    return 0;
+  }
+  override fd_filestat_get() {
+    return { ret: 0, filestat: new CrvmFilestat(0n, wasi.FILETYPE_UNKNOWN, BigInt(this.pipe.data.length)) };
+  }
+  override fd_seek() {
+    return { ret: wasi.ERRNO_SPIPE, offset: 0n };
+  }
+  override fd_tell() {
+    return { ret: wasi.ERRNO_SPIPE, offset: 0n };
+  }
+}
+
+/** The read end of a pipe. */
+export class PipeReadFd extends PipeEnd {
+  readonly kind = "piperead";
+  constructor(pipe: Pipe) {
+    super(pipe);
     pipe.readers++;
   }
   override fd_read(size: number): { ret: number; data: Uint8Array } {
@@ -66,31 +91,15 @@ export class PipeReadFd extends CrvmFd {
     return 0;
   }
   override fd_fdstat_get() {
-    const st = new wasi.Fdstat(wasi.FILETYPE_UNKNOWN, this.nonblock ? wasi.FDFLAGS_NONBLOCK : 0);
-    st.fs_rights_base = BigInt(wasi.RIGHTS_FD_READ | wasi.RIGHTS_POLL_FD_READWRITE | wasi.RIGHTS_FD_FILESTAT_GET);
-    return { ret: 0, fdstat: st };
-  }
-  override fd_fdstat_set_flags(flags: number): number {
-    this.nonblock = (flags & wasi.FDFLAGS_NONBLOCK) !== 0;
-    return 0;
-  }
-  override fd_filestat_get() {
-    return { ret: 0, filestat: new CrvmFilestat(0n, wasi.FILETYPE_UNKNOWN, BigInt(this.pipe.data.length)) };
-  }
-  override fd_seek() {
-    return { ret: wasi.ERRNO_SPIPE, offset: 0n };
-  }
-  override fd_tell() {
-    return { ret: wasi.ERRNO_SPIPE, offset: 0n };
+    return this.fdstat(wasi.RIGHTS_FD_READ);
   }
 }
 
 /** The write end of a pipe. */
-export class PipeWriteFd extends CrvmFd {
+export class PipeWriteFd extends PipeEnd {
   readonly kind = "pipewrite";
-  nonblock = false;
-  constructor(readonly pipe: Pipe) {
-    super();
+  constructor(pipe: Pipe) {
+    super(pipe);
     pipe.writers++;
   }
   override fd_write(data: Uint8Array): { ret: number; nwritten: number } {
@@ -118,21 +127,6 @@ export class PipeWriteFd extends CrvmFd {
     return 0;
   }
   override fd_fdstat_get() {
-    const st = new wasi.Fdstat(wasi.FILETYPE_UNKNOWN, this.nonblock ? wasi.FDFLAGS_NONBLOCK : 0);
-    st.fs_rights_base = BigInt(wasi.RIGHTS_FD_WRITE | wasi.RIGHTS_POLL_FD_READWRITE | wasi.RIGHTS_FD_FILESTAT_GET);
-    return { ret: 0, fdstat: st };
-  }
-  override fd_fdstat_set_flags(flags: number): number {
-    this.nonblock = (flags & wasi.FDFLAGS_NONBLOCK) !== 0;
-    return 0;
-  }
-  override fd_filestat_get() {
-    return { ret: 0, filestat: new CrvmFilestat(0n, wasi.FILETYPE_UNKNOWN, BigInt(this.pipe.data.length)) };
-  }
-  override fd_seek() {
-    return { ret: wasi.ERRNO_SPIPE, offset: 0n };
-  }
-  override fd_tell() {
-    return { ret: wasi.ERRNO_SPIPE, offset: 0n };
+    return this.fdstat(wasi.RIGHTS_FD_WRITE);
   }
 }
