@@ -7,7 +7,8 @@ import { CrvmError } from "../errors.ts";
 import { createHost, type Host } from "../host/mod.ts";
 import { CRVM_VERSION } from "../checkpoint/dump.ts";
 import { inspectCommand } from "./inspect.ts";
-import { checkpointSpec, collect, parseDir, parseEnv } from "./options.ts";
+import { checkpointSpec, collect, parseCount, parseDir, parseEnv, parseMemorySize } from "./options.ts";
+import { DEFAULT_MAX_TASKS } from "../sched/vm.ts";
 import { restoreCommand } from "./restore.ts";
 import { runCommand } from "./run.ts";
 
@@ -41,6 +42,8 @@ function program(host: Host, setCode: (n: number) => void): Command {
       .option("--dir <HOST[::GUEST]>", "preopen a host directory (read-write), optionally under another guest path", collect(parseDir), [])
       .option("--tmpfs <GUEST>", "preopen an empty in-memory directory at GUEST", collect((s: string) => s), [])
       .option("--env <NAME=VALUE>", "set an environment variable for the guest", collect(parseEnv), [])
+      .option("--max-memory <size>", "most memory one task may have, e.g. 64M or 2G (default 1G); memory.grow beyond it fails in the guest")
+      .option("--max-tasks <n>", `most tasks (zombies included) the VM holds; fork and spawn beyond it get EAGAIN (default ${DEFAULT_MAX_TASKS})`)
       .passThroughOptions(),
   ).action(async (module: string, args: string[], o: Opts) => {
     setCode(await runCommand(host, {
@@ -51,6 +54,8 @@ function program(host: Host, setCode: (n: number) => void): Command {
       env: o.env as string[],
       checkpoint: checkpointSpec(o),
       stats: !!o.stats,
+      maxTasks: o.maxTasks === undefined ? undefined : Math.max(1, parseCount("--max-tasks", o.maxTasks as string)),
+      maxMemoryPages: parseMemorySize((o.maxMemory as string | undefined) ?? "1G"),
     }));
   });
 
