@@ -69,7 +69,7 @@ export async function restoreVm(image: SnapshotImage, opts: RestoreOptions): Pro
       if (!obj) throw new SnapshotError(`${tw}: fd ${fd} refers to missing file ${id}`);
       fds.add(obj, fd);
     }
-    const task = new Task(vm, { pid: tr.pid, module: loaded.module, compiled: loaded.compiled, args: tr.args, env: tr.env, fds });
+    const task = new Task(vm, { pid: tr.pid, ppid: tr.ppid, module: loaded.module, compiled: loaded.compiled, args: tr.args, env: tr.env, fds });
     restoreMemory(task.memory, tr.memory, image.pages, tw);
     restoreGlobals(task.globals(), tr.globals, tw);
     const frames = image.blobs.get(tr.frames);
@@ -77,10 +77,14 @@ export async function restoreVm(image: SnapshotImage, opts: RestoreOptions): Pro
     task.frames = frames.slice();
     task.pending = restorePending(tr.pending, tw);
     task.status = task.pending.wait.freeze || task.pending.wait.yield ? "ready" : "suspended";
+    task.stopped = !!tr.stopped;
     tasks.push(task);
   }
   // Stage 4: only now does the VM own them.
   for (const t of tasks) vm.adopt(t);
+  for (const z of rec.zombies ?? []) vm.zombies.set(z.pid, { pid: z.pid, ppid: z.ppid, status: "exited", exitCode: z.code, exitSignal: z.signal });
+  if (rec.maxTasks !== undefined) vm.maxTasks = rec.maxTasks;
+  vm.maxMemoryPages = rec.maxMemoryPages;
   vm.nextPid = Math.max(vm.nextPid, rec.nextPid);
   return vm;
 }
