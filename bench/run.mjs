@@ -1,10 +1,13 @@
-// Runs bench/snapshot.ts on Node, Deno and Bun one after the other (never in
+// Runs the benchmarks on Node, Deno and Bun one after the other (never in
 // parallel: they would measure each other), collects their JSON, prints a
 // Markdown table and writes bench/results/<date>-<machine>.json and
 // bench/results/latest.json.
 //
-//   npm run bench                      # full run (several minutes)
-//   npm run bench -- --quick           # smoke run: 1 and 64 MiB, fewer repetitions, no SQLite
+//   * snapshot: `crvm bench` (src/cli/bench.ts): checkpoint/restore against a plain copy;
+//   * overhead, transform: bench/snapshot.ts (instrumentation overhead, transform cold vs cached).
+//
+//   npm run bench                      # everything (several minutes)
+//   npm run bench -- --quick           # smoke run: smaller memories, fewer repetitions, no SQLite
 //   npm run bench -- --runtimes node,bun --only snapshot
 //
 // A benchmark records figures; it never fails on a time. It exits non-zero
@@ -14,7 +17,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import process from "node:process";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const argv = process.argv.slice(2);
@@ -25,17 +28,19 @@ const optValue = (name) => {
 };
 const runtimes = (optValue("--runtimes") ?? "node,deno,bun").split(",").filter(Boolean);
 const only = optValue("--only");
-const passArgs = [...(quick ? ["--quick"] : []), ...(only ? ["--only", only] : [])];
+const sections = new Set((only ?? "snapshot,overhead,transform").split(",").filter(Boolean));
+const otherSections = ["overhead", "transform"].filter((s) => sections.has(s));
 
 const bin = (name) => {
   const local = path.join(root, "node_modules/.bin", name);
   return fs.existsSync(local) ? [local] : ["npx", name];
 };
 
-const commands = {
-  node: [process.execPath, "--stack-size=4000", "--expose-gc", "dist/bench/snapshot.js"],
-  deno: [...bin("deno"), "run", "-A", "--v8-flags=--stack-size=4000,--expose-gc", "bench/snapshot.ts"],
-  bun: [...bin("bun"), "bench/snapshot.ts"],
+/** How each runtime runs a script with the CLI's stack size and an exposed gc. */
+const runners = {
+  node: (js) => [process.execPath, "--stack-size=4000", "--expose-gc", js.replace(/^(src|bench)\/(.*)\.ts$/, "dist/$1/$2.js")],
+  deno: (ts) => [...bin("deno"), "run", "-A", "--v8-flags=--stack-size=4000,--expose-gc", ts],
+  bun: (ts) => [...bin("bun"), ts],
 };
 
 /** A command line for display: paths inside the project relative to it. */
@@ -45,22 +50,21 @@ function say(msg) {
   process.stderr.write(`[bench] ${msg}\n`);
 }
 
-// Node runs the compiled JS: always rebuild (tsc is incremental enough here, ~3 s), so dist/ is never stale.
-if (runtimes.includes("node")) {
-  say("npx tsc -p .");
-  const tsc = spawnSync("npx", ["tsc", "-p", "."], { cwd: root, stdio: ["ignore", "inherit", "inherit"] });
-  if (tsc.status !== 0) {
-    if (!fs.existsSync(path.join(root, "dist/bench/snapshot.js"))) {
-      say("tsc failed and dist/bench/snapshot.js does not exist: cannot run the Node benchmark");
-      process.exit(1);
-    }
-    say("tsc reported errors (it still emits); running what it produced");
+// Node runs the compiled JS (and this script uses dist/src/cli/bench.js for the table): always rebuild, so dist/ is never stale.
+say("npx tsc -p .");
+const tsc = spawnSync("npx", ["tsc", "-p", "."], { cwd: root, stdio: ["ignore", "inherit", "inherit"] });
+if (tsc.status !== 0) {
+  if (!fs.existsSync(path.join(root, "dist/src/cli/bench.js"))) {
+    say("tsc failed and dist/src/cli/bench.js does not exist: cannot run the benchmark");
+    process.exit(1);
   }
+  say("tsc reported errors (it still emits); running what it produced");
 }
 
-function runOne(name) {
-  const [cmd, ...args] = [...commands[name], ...passArgs];
-  say(`${name}: ${shown([cmd, ...args])}`);
+/** Runs one command; resolves with its JSON (from `jsonFile`, or the last JSON line of stdout). */
+function runOne(name, parts, jsonFile) {
+  const [cmd, ...args] = parts;
+  say(`${name}: ${shown(parts)}`);
   const loadBefore = os.loadavg()[0];
   const t0 = performance.now();
   return new Promise((resolve) => {
@@ -72,7 +76,7 @@ function runOne(name) {
     child.on("close", (code, signal) => {
       const wallMs = Math.round(performance.now() - t0);
       const load = { before: round2(loadBefore), after: round2(os.loadavg()[0]) };
-      const last = out.trim().split("\n").filter((l) => l.startsWith("{")).pop();
+      const last = jsonFile ? (fs.existsSync(jsonFile) ? fs.readFileSync(jsonFile, "utf8") : undefined) : out.trim().split("\n").filter((l) => l.startsWith("{")).pop();
       if (code !== 0 || last === undefined) {
         resolve({ runtime: { name }, error: `exited with ${signal ?? code}`, stdoutTail: out.slice(-2000), wallMs, loadAverage1m: load });
         return;
@@ -89,13 +93,30 @@ function runOne(name) {
 const round2 = (x) => Math.round(x * 100) / 100;
 const started = new Date();
 const runs = [];
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "crvm-bench-"));
 for (const name of runtimes) {
-  if (!commands[name]) {
+  if (!runners[name]) {
     say(`unknown runtime ${name} (node, deno, bun)`);
     process.exit(2);
   }
-  runs.push(await runOne(name));
+  const run = { runtime: { name } };
+  if (sections.has("snapshot")) {
+    const json = path.join(tmp, `${name}.json`);
+    const snap = await runOne(name, [...runners[name]("src/cli/main.ts"), "bench", ...(quick ? ["--quick"] : []), "--json", json, "--dir", tmp], json);
+    if (snap.error) run.snapshotError = snap.error;
+    else run.snapshotRun = snap;
+    Object.assign(run, { runtime: snap.runtime, machine: snap.machine, loadAverage1m: snap.loadAverage1m });
+  }
+  if (otherSections.length) {
+    const other = await runOne(name, [...runners[name]("bench/snapshot.ts"), ...(quick ? ["--quick"] : []), "--only", otherSections.join(",")]);
+    if (other.error) run.otherError = other.error;
+    else Object.assign(run, { ...other, runtime: other.runtime, loadAverage1m: run.loadAverage1m ?? other.loadAverage1m });
+  }
+  if (run.snapshotError && (!otherSections.length || run.otherError)) run.error = run.snapshotError;
+  else if (!sections.has("snapshot") && run.otherError) run.error = run.otherError;
+  runs.push(run);
 }
+fs.rmSync(tmp, { recursive: true, force: true });
 
 // ---------------------------------------------------------------- table
 
@@ -115,31 +136,29 @@ const lines = [];
 lines.push(`### crvm benchmark, ${started.toISOString().slice(0, 16).replace("T", " ")} UTC${quick ? " (--quick)" : ""}`);
 lines.push("");
 lines.push(`Machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB RAM, ${machine.os}.`);
-lines.push(`Runtimes: ${runs.map((r) => (r.error ? `${r.runtime.name} (failed: ${r.error})` : `${rt(r)} (${r.runtime.engine})`)).join("; ")}.`);
+lines.push(`Runtimes: ${runs.map((r) => (r.error ? `${r.runtime.name} (failed: ${r.error})` : `${rt(r)}${r.runtime.engine ? ` (${r.runtime.engine})` : ""}`)).join("; ")}.`);
 lines.push(
   `Load average (1 min) before each runtime: ${runs.map((r) => `${r.runtime.name} ${r.loadAverage1m?.before ?? "?"}`).join(", ")} ` +
     `on ${machine.cores} cores${runs.some((r) => (r.loadAverage1m?.before ?? 0) > machine.cores * 0.5) ? " — other work was running: figures are noisy" : ""}.`,
 );
-lines.push("Medians in ms; × = ratio to a plain `Uint8Array.set` copy of the same number of bytes (d), measured in the same process.");
+lines.push("Medians in ms; × = ratio to a plain `Uint8Array.set` copy of the same number of bytes, measured in the same process.");
 
-const snapRows = [];
-for (const r of ok) for (const s of r.snapshot ?? []) snapRows.push({ r, s });
-if (snapRows.length) {
-  snapRows.sort((a, b) => a.s.memoryMiB - b.s.memoryMiB || a.s.touchedPages - b.s.touchedPages || runtimes.indexOf(a.r.runtime.name) - runtimes.indexOf(b.r.runtime.name));
-  const reps = [...new Set(snapRows.map(({ s }) => s.reps))].join("/");
+const snapRuns = ok.filter((r) => r.snapshotRun);
+if (snapRuns.length) {
+  const { benchTable } = await import(pathToFileURL(path.join(root, "dist/src/cli/bench.js")).href);
+  const reps = [...new Set(snapRuns.flatMap((r) => r.snapshotRun.cases.map((c) => c.reps)))].join("/");
   lines.push("");
-  lines.push(`**Snapshot hot path** (median of ${reps} after a warm-up; checkpoint copies into one preallocated buffer; restore = decode + restoreVm into a fresh VM, ready to run)`);
+  lines.push(
+    `**Snapshot hot path** (\`crvm bench\`; median of ${reps} after a warm-up; × = ratio to the copy; ckpt → memory copies into one preallocated buffer; ` +
+      "restore = decode (every page hash verified) + restoreVm, ready to run; pooled = restoreVm with a MemoryPool, the memory released back after each restore; " +
+      "in brackets after pooled: restoreVm alone, without the decode)",
+  );
   lines.push("");
-  lines.push("| memory (touched) | runtime | copy (d) | checkpoint (a) | ×copy | checkpoint, views only | image (b) | decode + restore (c) | ×copy | decode / restore |");
-  lines.push("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|");
-  for (const { r, s } of snapRows) {
-    const touched = s.touchedMiB === s.memoryMiB ? "all" : `${f(s.touchedMiB)} MiB`;
-    lines.push(
-      `| ${s.memoryMiB} MiB (${touched}) | ${rt(r)} | ${f(s.copyMs.median, 2)} | ${f(s.checkpointMs.median)} | ${x(s.checkpointRatio)} | ` +
-        `${f(s.checkpointViewsMs.median)} (${x(s.checkpointViewsRatio)}) | ${f(s.imageMiB, 2)} MiB | ${f(s.decodeRestoreMs.median)} | ` +
-        `${x(s.decodeRestoreRatio)} | ${f(s.decodeMs.median)} / ${f(s.restoreMs.median)} |`,
-    );
-  }
+  lines.push(benchTable(snapRuns.map((r) => ({ runtime: rt(r), cases: r.snapshotRun.cases }))));
+  const emulated = snapRuns.some((r) => r.snapshotRun.cases.some((c) => c.pooledVia === "emulated"));
+  if (emulated) lines.push("", "\\* restoreVm could not take a pooled memory in this build (TaskSpec.pooled): instantiate + restoreMemory over the pooled memory measured directly.");
+  const sod = snapRuns.filter((r) => r.snapshotRun.sparseOverDense !== null);
+  if (sod.length) lines.push("", `Sparse 1 GiB (1% non-zero) checkpoint / dense 1 GiB checkpoint: ${sod.map((r) => `${r.runtime.name} ${r.snapshotRun.sparseOverDense}`).join(", ")}.`);
 }
 
 const over = ok.filter((r) => r.overhead);
@@ -182,7 +201,7 @@ const record = {
   generatedAt: started.toISOString(),
   machine,
   options: { quick, runtimes, only: only ?? null },
-  commands: Object.fromEntries(runtimes.map((n) => [n, shown([...commands[n], ...passArgs])])),
+  commands: Object.fromEntries(runtimes.map((n) => [n, shown(runners[n]("src/cli/main.ts"))])),
   totalWallMs: Math.round(performance.now()),
   runs,
   table,

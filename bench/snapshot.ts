@@ -1,10 +1,11 @@
-// crvm benchmark, one runtime: the snapshot hot path, the run-time cost of
-// instrumentation and the transform cost, all measured in this one process so
-// that the ratios compare like with like. Prints one JSON document (the last
+// crvm benchmark, one runtime: the run-time cost of instrumentation and the
+// transform cost, measured in this one process so that the ratios compare
+// like with like (the snapshot hot path is `crvm bench`, src/cli/bench.ts).
+// Prints one JSON document (the last
 // line of stdout); progress goes to stderr. `bench/run.mjs` runs this on
 // Node, Deno and Bun and tabulates the results.
 //
-//   node --stack-size=4000 --expose-gc dist/bench/snapshot.js [--quick] [--only snapshot,overhead,transform]
+//   node --stack-size=4000 --expose-gc dist/bench/snapshot.js [--quick] [--only overhead,transform]
 //   npx deno run -A --v8-flags=--stack-size=4000,--expose-gc bench/snapshot.ts [--quick]
 //   npx bun bench/snapshot.ts [--quick]
 //
@@ -17,31 +18,17 @@ import * as path from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { ConsoleStdout, File, OpenFile, WASI } from "@bjorn3/browser_wasi_shim";
-import { dumpVm } from "../src/checkpoint/dump.ts";
-import { type LoadedModule, restoreVm } from "../src/checkpoint/restore.ts";
 import { createHost, type Host } from "../src/host/mod.ts";
 import { type InstrumentedModule, instrumentModule } from "../src/instrument/mod.ts";
-import type { Task } from "../src/sched/task.ts";
 import { Vm } from "../src/sched/vm.ts";
-import { decodeSnapshot, Hashing } from "../src/snapshot/mod.ts";
 import { FdTable } from "../src/wasi/fd_table.ts";
 import { stdioFds } from "../src/wasi/preopens.ts";
 
 // ---------------------------------------------------------------- options
 
-interface SnapshotCase {
-  /** Guest memory size. */
-  mib: number;
-  /** Every `stride`-th 64 KiB page is written (1 = all). */
-  stride: number;
-}
-
 interface Options {
   quick: boolean;
   sections: Set<string>;
-  cases: SnapshotCase[];
-  /** Timed repetitions of the snapshot path (after one warm-up). */
-  snapshotReps: number;
   /** Timed runs of each of the two compute variants (after one warm-up run each). */
   overheadReps: number;
   computeScale: string;
@@ -55,22 +42,18 @@ interface Options {
 function parseOptions(argv: string[]): Options {
   const quick = argv.includes("--quick");
   const only = argv.indexOf("--only");
-  const sections = new Set(only >= 0 ? (argv[only + 1] ?? "").split(",") : ["snapshot", "overhead", "transform"]);
+  const sections = new Set(only >= 0 ? (argv[only + 1] ?? "").split(",") : ["overhead", "transform"]);
   return quick
     ? {
-      quick, sections, cases: [{ mib: 1, stride: 1 }, { mib: 64, stride: 1 }],
-      snapshotReps: 3, overheadReps: 1, computeScale: "0.25", coldReps: 1, cachedReps: 3, sqlite: false,
+      quick, sections, overheadReps: 1, computeScale: "0.25", coldReps: 1, cachedReps: 3, sqlite: false,
     }
     : {
-      quick, sections,
-      cases: [{ mib: 1, stride: 1 }, { mib: 64, stride: 1 }, { mib: 512, stride: 1 }, { mib: 1024, stride: 100 }],
-      snapshotReps: 5, overheadReps: 5, computeScale: "1", coldReps: 3, cachedReps: 7, sqlite: true,
+      quick, sections, overheadReps: 5, computeScale: "1", coldReps: 3, cachedReps: 7, sqlite: true,
     };
 }
 
 // ---------------------------------------------------------------- helpers
 
-const MiB = 1 << 20;
 const now = () => performance.now();
 const log = (msg: string) => process.stderr.write(`[bench ${runtimeLabel()}] ${msg}\n`);
 
@@ -103,7 +86,6 @@ interface Stat {
 }
 
 const r2 = (x: number) => Math.round(x * 100) / 100;
-const r3 = (x: number) => Math.round(x * 1000) / 1000;
 
 function stat(samples: number[]): Stat {
   const s = [...samples].sort((a, b) => a - b);
@@ -131,168 +113,8 @@ function quietHost(base: Host, out: string[]): Host {
   };
 }
 
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  const n = a.length >> 2;
-  const x = new Int32Array(a.buffer, a.byteOffset, n);
-  const y = new Int32Array(b.buffer, b.byteOffset, n);
-  for (let i = 0; i < n; i++) if (x[i] !== y[i]) return false;
-  for (let i = n << 2; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
-
 async function compile(bytes: Uint8Array): Promise<WebAssembly.Module> {
   return await WebAssembly.compile(bytes as Uint8Array<ArrayBuffer>);
-}
-
-// ---------------------------------------------------------------- 1. snapshot hot path
-
-interface SnapshotResult {
-  memoryMiB: number;
-  touchedPages: number;
-  touchedMiB: number;
-  reps: number;
-  /** Time the guest took to grow and fill its memory (one run, informational). */
-  fillMs: number;
-  copyMs: Stat;
-  checkpointMs: Stat;
-  checkpointRatio: number;
-  checkpointViewsMs: Stat;
-  checkpointViewsRatio: number;
-  imageBytes: number;
-  imageMiB: number;
-  imageRatio: number;
-  decodeMs: Stat;
-  restoreMs: Stat;
-  decodeRestoreMs: Stat;
-  decodeRestoreRatio: number;
-  restoredMemoryVerified: boolean;
-}
-
-/** Runs `vm` until its pid 1 is frozen in `wasi_snapshot_preview1.sched_yield` (not at a fuel yield inside the fill). */
-async function freezeAtIdle(vm: Vm, what: string): Promise<Task> {
-  const task = vm.tasks.get(1)!;
-  for (let tries = 0; tries < 100_000; tries++) {
-    vm.requestFreeze({ afterYields: 1000 });
-    const out = await vm.run();
-    if (out.kind === "exited") throw new Error(`${what}: guest exited with ${out.code}${out.trap ? ` (trap: ${out.trap})` : ""}`);
-    if (task.pending?.call === "wasi_snapshot_preview1.sched_yield") return task;
-    vm.thaw();
-  }
-  throw new Error(`${what}: guest never reached its idle loop`);
-}
-
-async function benchSnapshot(o: Options, host: Host, hashing: Hashing, root: string): Promise<SnapshotResult[]> {
-  const runtime = `${host.runtime.name} ${host.runtime.version}`;
-  const out: string[] = [];
-  const qhost = quietHost(host, out);
-  const watPath = path.join(root, "bench/memfill.wat");
-  const module = await instrumentModule(fs.readFileSync(watPath), { name: "memfill.wat", cacheDir: null, fs: host.fs });
-  const loaded: LoadedModule = { module, compiled: await compile(module.wasm) };
-  const results: SnapshotResult[] = [];
-
-  for (const c of o.cases) {
-    const what = `memfill ${c.mib} MiB stride ${c.stride}`;
-    log(`snapshot: ${what}`);
-    collect();
-    const vm = new Vm(qhost);
-    const fds = new FdTable();
-    for (const f of stdioFds(qhost)) fds.add(f);
-    vm.spawn(module, loaded.compiled, { args: ["memfill", String(c.mib), String(c.stride)], env: [], fds });
-    const t0 = now();
-    const task = await freezeAtIdle(vm, what);
-    const fillMs = now() - t0;
-    const mem = new Uint8Array(task.memory.buffer);
-    if (mem.length !== c.mib * MiB) throw new Error(`${what}: memory is ${mem.length} bytes, expected ${c.mib * MiB}`);
-
-    // (d) a plain copy of the same number of bytes into a buffer that exists and is touched already.
-    const copyDst = new Uint8Array(mem.length);
-    // (a) checkpoint into one preallocated buffer: the sink copies every chunk (chunks can be views of
-    // guest memory, which are only valid until the guest runs again). Sized by a first dump.
-    let imageLen = 0;
-    dumpVm(vm, hashing, (ch) => void (imageLen += ch.length), { runtime });
-    const image = new Uint8Array(imageLen + 65536);
-    let off = 0;
-    const copySink = (ch: Uint8Array) => {
-      image.set(ch, off);
-      off += ch.length;
-    };
-    // (a') the same checkpoint, the sink keeping only the views (scan + hash + framing, no copy).
-    let views: Uint8Array[] = [];
-    const viewSink = (ch: Uint8Array) => void views.push(ch);
-
-    const s = { copy: [] as number[], ckpt: [] as number[], views: [] as number[], decode: [] as number[], restore: [] as number[] };
-    let verified = false;
-    for (let rep = 0; rep <= o.snapshotReps; rep++) {
-      // rep 0 is the warm-up: it touches every buffer and lets the engine compile the hot code.
-      let a = now();
-      copyDst.set(mem);
-      const copy = now() - a;
-
-      off = 0;
-      a = now();
-      dumpVm(vm, hashing, copySink, { runtime });
-      const ckpt = now() - a;
-      imageLen = off;
-
-      views = [];
-      a = now();
-      dumpVm(vm, hashing, viewSink, { runtime });
-      const vms = now() - a;
-      views = [];
-
-      a = now();
-      const img = await decodeSnapshot(image.subarray(0, imageLen), { name: "bench" });
-      const b = now();
-      let restored: Vm | null = await restoreVm(img, { host: qhost, load: () => Promise.resolve(loaded), dirs: new Map(), name: "bench" });
-      const e = now();
-
-      if (rep > 0) {
-        s.copy.push(copy);
-        s.ckpt.push(ckpt);
-        s.views.push(vms);
-        s.decode.push(b - a);
-        s.restore.push(e - b);
-      }
-      if (rep === o.snapshotReps) {
-        // Untimed: the restored VM runs on to its next yield, and its memory must equal the original.
-        const rt = await freezeAtIdle(restored, `${what} (restored)`);
-        verified = sameBytes(new Uint8Array(rt.memory.buffer), mem);
-        if (!verified) throw new Error(`${what}: restored memory differs from the checkpointed one`);
-      }
-      restored = null;
-      collect();
-    }
-    const copyMs = stat(s.copy);
-    const checkpointMs = stat(s.ckpt);
-    const checkpointViewsMs = stat(s.views);
-    const decodeMs = stat(s.decode);
-    const restoreMs = stat(s.restore);
-    const decodeRestoreMs = stat(s.decode.map((d, i) => d + s.restore[i]!));
-    const touchedPages = Math.ceil((c.mib * 16) / c.stride);
-    results.push({
-      memoryMiB: c.mib,
-      touchedPages,
-      touchedMiB: touchedPages / 16,
-      reps: o.snapshotReps,
-      fillMs: r2(fillMs),
-      copyMs,
-      checkpointMs,
-      checkpointRatio: r2(checkpointMs.median / copyMs.median),
-      checkpointViewsMs,
-      checkpointViewsRatio: r2(checkpointViewsMs.median / copyMs.median),
-      imageBytes: imageLen,
-      imageMiB: r3(imageLen / MiB),
-      imageRatio: r3(imageLen / mem.length),
-      decodeMs,
-      restoreMs,
-      decodeRestoreMs,
-      decodeRestoreRatio: r2(decodeRestoreMs.median / copyMs.median),
-      restoredMemoryVerified: verified,
-    });
-    log(`  copy ${copyMs.median} ms, checkpoint ${checkpointMs.median} ms, decode+restore ${decodeRestoreMs.median} ms, image ${r3(imageLen / MiB)} MiB`);
-  }
-  return results;
 }
 
 // ---------------------------------------------------------------- 2. instrumentation overhead
@@ -455,19 +277,6 @@ async function benchTransform(
 
 const MEANING = {
   units: "Times in milliseconds (wall clock, performance.now()); every Stat is {median, min, max, samples} over the timed repetitions, after one untimed warm-up.",
-  snapshot: {
-    guest: "bench/memfill.wat: grows its memory to memoryMiB, writes distinct non-zero 8-byte words to every stride-th 64 KiB page (touchedPages of them), then calls sched_yield forever; the VM is frozen in that sched_yield. One guest instance per size; it is checkpointed and restored repeatedly.",
-    copyMs: "(d) Uint8Array.prototype.set of the whole guest memory (memoryMiB) into an already allocated and touched buffer of the same size: the floor every ratio is relative to.",
-    checkpointMs: "(a) dumpVm of the frozen VM into memory: the sink copies every chunk into one preallocated buffer (sized by an earlier dump). Includes the zero-page scan, xxh128 of every non-zero page, CRCs, JSON records and the copy.",
-    checkpointViewsMs: "(a') the same dumpVm with a sink that only keeps the chunks (views of guest memory, valid until the guest runs again): the checkpoint without the copy.",
-    imageBytes: "(b) size of the encoded image (zero pages elided, identical pages written once). imageRatio = imageBytes / memory size.",
-    decodeMs: "(c1) decodeSnapshot of the image bytes: CRC of every record, xxh128 of every page (verification); pages stay views of the image.",
-    restoreMs: "(c2) restoreVm into a fresh Vm until it is ready to run (not run): instantiates the already compiled module (the load callback returns the module loaded before, as a module cache or pool would), grows the fresh memory, copies the pages in, globals, stack, fds.",
-    decodeRestoreMs: "(c) decode + restore per repetition (median of the sums).",
-    ratios: "checkpointRatio, checkpointViewsRatio, decodeRestoreRatio: the median divided by copyMs.median of the same size in the same process.",
-    restoredMemoryVerified: "After the last repetition the restored VM ran to its next yield and its whole memory was compared with the original (untimed).",
-    fillMs: "Informational: the instrumented guest growing and writing its memory, once.",
-  },
   overhead: {
     plainMs: "The unmodified compute.wasm on @bjorn3/browser_wasi_shim's WASI (debug off, crvm.yield a no-op), instantiate + _start, same compiled module reused.",
     crvmMs: "The instrumented compute.wasm in a crvm Vm (spawn + run to exit; one task, so fuel yields never unwind), same compiled module reused.",
@@ -486,7 +295,6 @@ async function main(): Promise<void> {
   const o = parseOptions(process.argv.slice(2));
   const host = createHost();
   const root = projectRoot();
-  const hashing = await Hashing.create();
   const started = new Date();
   const wall0 = now();
   const machine = host.machine();
@@ -522,7 +330,6 @@ async function main(): Promise<void> {
     }
     result.transform = transform;
   }
-  if (o.sections.has("snapshot")) result.snapshot = await benchSnapshot(o, host, hashing, root);
   if (o.sections.has("overhead")) {
     computeModule ??= await instrumentModule(computeSource, { name: "compute.wasm", cacheDir: null, fs: host.fs });
     result.overhead = await benchOverhead(o, host, computeSource, computeModule);

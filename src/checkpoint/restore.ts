@@ -5,13 +5,14 @@
 import { SnapshotError } from "../errors.ts";
 import type { Host } from "../host/mod.ts";
 import type { InstrumentedModule } from "../instrument/mod.ts";
-import { Task } from "../sched/task.ts";
+import { Task, type TaskSpec } from "../sched/task.ts";
 import { Vm } from "../sched/vm.ts";
 import type { ModuleEntry, SnapshotImage } from "../snapshot/mod.ts";
 import { FdTable } from "../wasi/fd_table.ts";
 import { restoreFiles } from "./fds.ts";
 import { restoreGlobals } from "./globals.ts";
 import { restoreMemory } from "./memory.ts";
+import type { MemoryLease, MemoryPool } from "./pool.ts";
 import { restorePending } from "./stack.ts";
 
 export interface LoadedModule {
@@ -27,6 +28,12 @@ export interface RestoreOptions {
   dirs: Map<string, string>;
   /** Name of the image for messages. */
   name: string;
+  /**
+   * Take guest memories from this pool (already touched, so the restore
+   * copies instead of page-faulting). The caller releases them to the pool
+   * when the VM is done. Needs `TaskSpec.pooled` (see bench/README.md).
+   */
+  memories?: MemoryPool;
 }
 
 /**
@@ -49,12 +56,16 @@ export async function restoreVm(image: SnapshotImage, opts: RestoreOptions): Pro
         `${what}: module ${entry.name} instruments differently here (pass version ${loaded.module.passVersion}, image made with ${entry.passVersion})`,
       );
     }
+    if (opts.memories) await opts.memories.prepare(loaded.module);
     modules.set(entry.id, loaded);
   }
   // Stage 2: the VM, its inodes and open files.
   const rec = image.vm;
   if (!rec || !Array.isArray(rec.tasks) || rec.tasks.length === 0) throw new SnapshotError(`${what}: the image has no tasks`);
   const vm = new Vm(opts.host, BigInt(image.meta.monotonicNs));
+  // Limits first: memories the tasks create below are capped by them.
+  if (rec.maxTasks !== undefined) vm.maxTasks = rec.maxTasks;
+  vm.maxMemoryPages = rec.maxMemoryPages;
   const files = restoreFiles(rec, image, { host: opts.host, fsContext: vm.fsContext, dirs: opts.dirs, what, now: () => vm.clock.realtimeNs() });
   vm.fsContext.reserveIno(BigInt(rec.nextIno) - 1n);
   // Stage 3: tasks.
@@ -69,8 +80,9 @@ export async function restoreVm(image: SnapshotImage, opts: RestoreOptions): Pro
       if (!obj) throw new SnapshotError(`${tw}: fd ${fd} refers to missing file ${id}`);
       fds.add(obj, fd);
     }
-    const task = new Task(vm, { pid: tr.pid, ppid: tr.ppid, module: loaded.module, compiled: loaded.compiled, args: tr.args, env: tr.env, fds });
-    restoreMemory(task.memory, tr.memory, image.pages, tw);
+    const lease = opts.memories ? await opts.memories.lease(loaded.module, tr.memory.pages, rec.maxMemoryPages) : null;
+    const task = newTask(vm, { pid: tr.pid, ppid: tr.ppid, module: loaded.module, compiled: loaded.compiled, args: tr.args, env: tr.env, fds }, lease, opts.memories, tw);
+    restoreMemory(task.memory, tr.memory, image.pages, tw, lease ? { dirtyPages: lease.dirtyPages } : {});
     restoreGlobals(task.globals(), tr.globals, tw);
     const frames = image.blobs.get(tr.frames);
     if (!frames) throw new SnapshotError(`${tw}: missing stack blob ${tr.frames}`);
@@ -83,8 +95,25 @@ export async function restoreVm(image: SnapshotImage, opts: RestoreOptions): Pro
   // Stage 4: only now does the VM own them.
   for (const t of tasks) vm.adopt(t);
   for (const z of rec.zombies ?? []) vm.zombies.set(z.pid, { pid: z.pid, ppid: z.ppid, status: "exited", exitCode: z.code, exitSignal: z.signal });
-  if (rec.maxTasks !== undefined) vm.maxTasks = rec.maxTasks;
-  vm.maxMemoryPages = rec.maxMemoryPages;
   vm.nextPid = Math.max(vm.nextPid, rec.nextPid);
   return vm;
+}
+
+/**
+ * A task over a pooled memory when there is a lease: Task instantiates the
+ * lease's variant of the module (which imports its memory) over it, and
+ * keeps `spec.compiled` for what it spawns later.
+ */
+function newTask(vm: Vm, spec: TaskSpec, lease: MemoryLease | null, pool: MemoryPool | undefined, what: string): Task {
+  if (!lease) return new Task(vm, spec);
+  const pooled: TaskSpec & { pooled: { compiled: WebAssembly.Module; import: { module: string; name: string }; memory: WebAssembly.Memory } } = {
+    ...spec,
+    pooled: { compiled: lease.compiled, import: lease.import, memory: lease.memory },
+  };
+  const task = new Task(vm, pooled);
+  if (task.memory !== lease.memory) {
+    pool?.release(lease.memory);
+    throw new SnapshotError(`${what}: this build's Task cannot take a pooled memory (TaskSpec.pooled)`);
+  }
+  return task;
 }

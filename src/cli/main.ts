@@ -6,6 +6,7 @@ import { Command, CommanderError } from "commander";
 import { CrvmError } from "../errors.ts";
 import { createHost, type Host } from "../host/mod.ts";
 import { CRVM_VERSION } from "../checkpoint/dump.ts";
+import { benchCommand } from "./bench.ts";
 import { inspectCommand } from "./inspect.ts";
 import { checkpointSpec, collect, parseCount, parseDir, parseEnv, parseMemorySize } from "./options.ts";
 import { DEFAULT_MAX_TASKS } from "../sched/vm.ts";
@@ -85,6 +86,15 @@ function program(host: Host, setCode: (n: number) => void): Command {
         encode: !!o.encode,
         output: o.output as string | undefined,
       }));
+    });
+
+  p.command("bench")
+    .description("measure checkpoint and restore against a plain memory copy on this runtime")
+    .option("--quick", "a fast smoke run (smaller memories, 3 repetitions)")
+    .option("--json <file>", "also write every figure and sample as JSON")
+    .option("--dir <dir>", "where to write the image files (default: $TMPDIR or /tmp)")
+    .action(async (o: Opts) => {
+      setCode(await benchCommand(host, { quick: !!o.quick, json: o.json as string | undefined, dir: o.dir as string | undefined }));
     });
   return p;
 }

@@ -48,6 +48,12 @@ export interface TaskSpec {
   pid: number;
   /** Parent pid (0 for the VM's first task). */
   ppid?: number;
+  /**
+   * Instantiate over a pooled, already-touched memory (restore's MemoryPool):
+   * `compiled` is a variant of the module that imports its memory. The task
+   * keeps `spec.compiled` for the forks it makes later.
+   */
+  pooled?: { compiled: WebAssembly.Module; import: { module: string; name: string }; memory: WebAssembly.Memory };
   module: InstrumentedModule;
   compiled: WebAssembly.Module;
   args: string[];
@@ -108,7 +114,10 @@ export class Task {
     const imports: WebAssembly.Imports = {};
     let memory: WebAssembly.Memory | null = null;
     const m = spec.module.memory;
-    if (m.import) {
+    if (spec.pooled) {
+      memory = spec.pooled.memory;
+      (imports[spec.pooled.import.module] ??= {})[spec.pooled.import.name] = memory;
+    } else if (m.import) {
       const cap = owner.maxMemoryPages;
       const maximum = m.maximumPages === null ? cap : cap === undefined ? m.maximumPages : Math.min(cap, m.maximumPages);
       memory = new WebAssembly.Memory({ initial: m.initialPages, ...(maximum !== undefined ? { maximum } : {}) });
@@ -130,7 +139,7 @@ export class Task {
         ? this.#yieldPoint(key, f as (...a: unknown[]) => unknown)
         : f;
     }
-    this.instance = new WebAssembly.Instance(spec.compiled, imports);
+    this.instance = new WebAssembly.Instance(spec.pooled?.compiled ?? spec.compiled, imports);
     const ex = this.instance.exports;
     this.memory = memory ?? (ex[m.exportName ?? "memory"] as WebAssembly.Memory);
     this.#asyncify = new AsyncifyDriver(ex as unknown as AsyncifyExports, () => this.memory, owner.scratch);
