@@ -190,7 +190,6 @@ export class Task {
   }
 
   #syscallContext(): SyscallContext {
-    // deno-lint-ignore no-this-alias
     const task = this;
     return {
       view: () => new DataView(task.memory.buffer),

@@ -43,7 +43,7 @@ const SIG = { HUP: 1, INT: 2, QUIT: 3, KILL: 9, TERM: 15, CHLD: 17, CONT: 18, ST
 const IGNORED = new Set<number>([0, SIG.CHLD, SIG.URG, SIG.WINCH]);
 
 /**
- * A VM runs a tree of tasks (one, so far) on one scheduler.
+ * A VM runs a tree of tasks on one scheduler: pids, zombies, limits, freezing.
  *
  * @example
  * const vm = new Vm(host);
