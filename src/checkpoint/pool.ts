@@ -9,6 +9,7 @@
 //
 // The pool belongs to its caller (a benchmark, a daemon): nothing here is
 // shared between pools.
+import { uleb } from "../instrument/binary.ts";
 import { CrvmError } from "../errors.ts";
 import type { InstrumentedModule } from "../instrument/mod.ts";
 import { Hashing, PAGE_SIZE } from "../snapshot/mod.ts";
@@ -214,16 +215,6 @@ const skipLimits = (b: Uint8Array, at: number): number => {
   return flags & 1 ? readU32(b, at)[1] : at;
 };
 
-const uleb = (n: number): number[] => {
-  const out: number[] = [];
-  do {
-    let b = n & 0x7f;
-    n = Math.floor(n / 128);
-    if (n) b |= 0x80;
-    out.push(b);
-  } while (n);
-  return out;
-};
 
 /**
  * The module with its memory imported rather than defined (memory index 0

@@ -138,12 +138,6 @@ function stat(samples: number[]): Stat {
   return { median: r2(median), min: r2(s[0]!), max: r2(s[s.length - 1]!), samples: samples.map(r2) };
 }
 
-/** Full collection between measurements where the runtime offers one (node --expose-gc, Deno with --v8-flags=--expose-gc, Bun). */
-function collect(): void {
-  const g = globalThis as { gc?: () => void; Bun?: { gc(force: boolean): void } };
-  if (g.Bun) g.Bun.gc(true);
-  else g.gc?.();
-}
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
@@ -186,7 +180,7 @@ async function benchCase(c: Case, reps: number, host: Host, loaded: LoadedModule
   const runtime = `${host.runtime.name} ${host.runtime.version}`;
   const what = `${c.mib} MiB, every ${c.stride === 1 ? "" : `${c.stride}th `}page written`;
   log(what);
-  collect();
+  host.collectGarbage();
   const vm = new Vm(host);
   const fds = new FdTable();
   for (const f of stdioFds(host)) fds.add(f);
@@ -264,7 +258,7 @@ async function benchCase(c: Case, reps: number, host: Host, loaded: LoadedModule
     keep("freshRestore", e - b);
     keep("freshTotal", e - a);
     restored = null;
-    collect();
+    host.collectGarbage();
 
     // From memory into pooled memories.
     a = now();
@@ -316,7 +310,7 @@ async function benchCase(c: Case, reps: number, host: Host, loaded: LoadedModule
     }
     pool.release(pooled);
     restored = null;
-    collect();
+    host.collectGarbage();
   }
 
   const r: CaseResult = {

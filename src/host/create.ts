@@ -24,6 +24,11 @@ export function createHost(): Host {
     resolvePath: (p, base) => (base === undefined ? path.resolve(p) : path.resolve(base, p)),
     relativePath: (from, to) => path.relative(from, to),
     dirname: (p) => path.dirname(p),
+    collectGarbage() {
+      const g = globalThis as { gc?: () => void; Bun?: { gc(force: boolean): void } };
+      if (g.Bun) g.Bun.gc(true);
+      else g.gc?.();
+    },
     machine: () => ({
       cpu: os.cpus()[0]?.model ?? "unknown",
       cores: os.cpus().length,

@@ -102,6 +102,8 @@ export interface Host {
   /** `to` relative to the directory `fromDir`. */
   relativePath(fromDir: string, to: string): string;
   dirname(path: string): string;
+  /** A full garbage collection where the runtime offers one (Bun; Node/Deno with --expose-gc); for benchmarks. */
+  collectGarbage(): void;
   /** A short description of the machine for benchmark records. */
   machine(): { cpu: string; cores: number; memoryBytes: number; os: string };
 }

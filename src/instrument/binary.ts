@@ -235,15 +235,20 @@ function globalNamesOnly(bytes: Uint8Array, sec: Section): Uint8Array | null {
   return null;
 }
 
-function leb(n: number): Uint8Array {
+/** Unsigned LEB128, as the binary format writes sizes, counts and indices. */
+export function uleb(n: number): number[] {
   const out: number[] = [];
   do {
-    let b = n & 0x7f;
+    let b = n % 128;
     n = Math.floor(n / 128);
     if (n) b |= 0x80;
     out.push(b);
   } while (n);
-  return Uint8Array.from(out);
+  return out;
+}
+
+function leb(n: number): Uint8Array {
+  return Uint8Array.from(uleb(n));
 }
 
 function encodeName(s: string): Uint8Array {

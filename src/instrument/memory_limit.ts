@@ -4,21 +4,10 @@
 // bytes just before compiling; the snapshot's module hashes are those of the
 // unpatched module, so images do not depend on the limit.
 import { ModuleError } from "../errors.ts";
-import { sections } from "./binary.ts";
+import { sections, uleb as leb } from "./binary.ts";
 import { Reader } from "./reader.ts";
 
 const MEMORY_SECTION = 5;
-
-function leb(n: number): number[] {
-  const out: number[] = [];
-  do {
-    let b = n % 128;
-    n = Math.floor(n / 128);
-    if (n > 0) b |= 0x80;
-    out.push(b);
-  } while (n > 0);
-  return out;
-}
 
 /**
  * The module with every defined memory's maximum lowered to `maxPages`.
