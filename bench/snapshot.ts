@@ -18,6 +18,7 @@ import * as path from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { ConsoleStdout, File, OpenFile, WASI } from "@bjorn3/browser_wasi_shim";
+import { r2, type Stat, stat } from "../src/cli/bench.ts";
 import { createHost, type Host } from "../src/host/mod.ts";
 import { type InstrumentedModule, instrumentModule } from "../src/instrument/mod.ts";
 import { Vm } from "../src/sched/vm.ts";
@@ -78,21 +79,7 @@ function collect(): void {
 }
 const canCollect = () => !!((globalThis as { gc?: unknown; Bun?: unknown }).gc ?? (globalThis as { Bun?: unknown }).Bun);
 
-interface Stat {
-  median: number;
-  min: number;
-  max: number;
-  samples: number[];
-}
 
-const r2 = (x: number) => Math.round(x * 100) / 100;
-
-function stat(samples: number[]): Stat {
-  const s = [...samples].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  const median = s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-  return { median: r2(median), min: r2(s[0]!), max: r2(s[s.length - 1]!), samples: samples.map(r2) };
-}
 
 function projectRoot(): string {
   // dist/bench/snapshot.js (Node) or bench/snapshot.ts (Deno, Bun).

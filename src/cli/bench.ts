@@ -92,7 +92,8 @@ interface Case {
   checkpointOnly?: boolean;
 }
 
-interface Stat {
+/** Median, extremes and every sample of one measurement (ms, 2 decimals). */
+export interface Stat {
   median: number;
   min: number;
   max: number;
@@ -129,9 +130,9 @@ interface CaseResult {
 
 const MiB = 1 << 20;
 const now = () => performance.now();
-const r2 = (x: number) => Math.round(x * 100) / 100;
+export const r2 = (x: number) => Math.round(x * 100) / 100;
 
-function stat(samples: number[]): Stat {
+export function stat(samples: number[]): Stat {
   const s = [...samples].sort((a, b) => a - b);
   const mid = s.length >> 1;
   const median = s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;

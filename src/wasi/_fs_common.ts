@@ -206,4 +206,14 @@ export abstract class DirFdBase extends CrvmFd {
   override fd_fdstat_set_flags(_flags: number): number {
     return 0; // no fd flag changes anything for a directory
   }
+  override fd_sync(): number {
+    return 0;
+  }
+  override fd_close(): number {
+    return 0;
+  }
+  /** Not a preopen (the preopen subclasses answer with their name). */
+  override fd_prestat_get(): { ret: number; prestat: wasi.Prestat | null } {
+    return { ret: wasi.ERRNO_BADF, prestat: null };
+  }
 }

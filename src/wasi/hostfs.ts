@@ -262,15 +262,6 @@ export class HostDirFd extends DirFdBase implements PathWalker<string> {
   override fd_filestat_set_times(atim: bigint, mtim: bigint, fstFlags: number): number {
     return this.#setTimes(this.rel, atim, mtim, fstFlags);
   }
-  override fd_sync(): number {
-    return 0;
-  }
-  override fd_close(): number {
-    return 0;
-  }
-  override fd_prestat_get(): { ret: number; prestat: wasi.Prestat | null } {
-    return { ret: wasi.ERRNO_BADF, prestat: null };
-  }
 
   override fd_readdir_single(cookie: bigint) {
     const none = (ret: number) => ({ ret, dirent: null });

@@ -193,15 +193,6 @@ export class MemDirFd extends DirFdBase implements PathWalker<MemInode> {
   override fd_filestat_set_times(atim: bigint, mtim: bigint, fstFlags: number): number {
     return setTimes(this.dir, atim, mtim, fstFlags, this.env.now);
   }
-  override fd_sync(): number {
-    return 0;
-  }
-  override fd_close(): number {
-    return 0;
-  }
-  override fd_prestat_get(): { ret: number; prestat: wasi.Prestat | null } {
-    return { ret: wasi.ERRNO_BADF, prestat: null };
-  }
 
   override fd_readdir_single(cookie: bigint) {
     const dir = this.dir;
