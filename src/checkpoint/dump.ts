@@ -2,6 +2,8 @@
 // of object is dumped by its own module; this file only sequences them so
 // that every object is written before the record that refers to it.
 import { CrvmError } from "../errors.ts";
+import type { Zombie } from "../sched/process_calls.ts";
+import type { Pending, Task } from "../sched/task.ts";
 import type { Vm } from "../sched/vm.ts";
 import { bytesToHex, type Hashing, type ModuleEntry, type ParentRef, type Sink, SnapshotWriter, type TaskRecord, type WriteStats } from "../snapshot/mod.ts";
 import { FdDumper } from "./fds.ts";
@@ -24,6 +26,35 @@ export interface DumpOptions {
   runtime: string;
   /** For an incremental image: the parent, and the page ids and module hashes its chain holds (not written again). */
   parent?: { ref: ParentRef; pages: ReadonlySet<string>; modules: ReadonlySet<string> };
+  /** Which tasks, and how the image was taken; the default is the whole VM, frozen by the VM-wide freeze. */
+  scope?: DumpScope;
+}
+
+/** What a checkpoint covers and who took it (see checkpoint(2) in README). */
+export interface DumpScope {
+  /** Only this task and its descendants (and their zombies); in the image it has no parent and is the init task. */
+  root?: number;
+  /** The task taking a self-checkpoint, and the pending call it resumes in from the image (returning 0). */
+  caller?: { pid: number; pending: Pending };
+  /** The freezer group the tasks were frozen in; a restore thaws it unless the caller is in the image. */
+  group: string;
+}
+
+/** Task `pid` and its descendants, parents before children, and the zombies among them. */
+export function subtreeOf(vm: Vm, pid: number): { tasks: Task[]; zombies: Zombie[] } {
+  const root = vm.tasks.get(pid);
+  if (!root || root.status === "exited") return { tasks: [], zombies: [] };
+  const tasks: Task[] = [root];
+  const pids = new Set([pid]);
+  for (let i = 0; i < tasks.length; i++) {
+    for (const c of vm.tasks.values()) {
+      if (c.ppid === tasks[i]!.pid && c.status !== "exited" && !pids.has(c.pid)) {
+        tasks.push(c);
+        pids.add(c.pid);
+      }
+    }
+  }
+  return { tasks, zombies: [...vm.zombies.values()].filter((z) => pids.has(z.ppid)) };
 }
 
 /**
@@ -37,11 +68,14 @@ export interface DumpOptions {
  */
 export function dumpVm(vm: Vm, hashing: Hashing, sink: Sink, opts: DumpOptions): CheckpointStats {
   const t0 = performance.now();
-  const live = [...vm.tasks.values()].filter((t) => t.status !== "exited");
+  const scope = opts.scope ?? { group: "/" };
+  const sub = scope.root !== undefined ? subtreeOf(vm, scope.root) : null;
+  const live = sub ? sub.tasks : [...vm.tasks.values()].filter((t) => t.status !== "exited");
+  const zombieList = sub ? sub.zombies : [...vm.zombies.values()];
+  if (live.length === 0) throw new CrvmError(`Cannot checkpoint: no task ${scope.root}`);
   for (const t of live) {
-    if (t.status !== "suspended" || t.frames === null || t.pending === null) {
-      throw new CrvmError(`Cannot checkpoint: task ${t.pid} is not frozen`);
-    }
+    if (t.frames === null || t.pending === null) throw new CrvmError(`Cannot checkpoint: task ${t.pid} is not stopped at a yield point`);
+    if (t.pid !== scope.caller?.pid && !vm.freezer.isFrozen(t.pid)) throw new CrvmError(`Cannot checkpoint: task ${t.pid} is not frozen`);
   }
   const w = new SnapshotWriter(hashing, sink, opts.parent?.pages);
   const id = bytesToHex(crypto.getRandomValues(new Uint8Array(16)));
@@ -77,18 +111,19 @@ export function dumpVm(vm: Vm, hashing: Hashing, sink: Sink, opts: DumpOptions):
   const fds = new FdDumper(blob, vm.host);
   const tasks: TaskRecord[] = live.map((t) => ({
     pid: t.pid,
-    ppid: t.ppid,
+    ppid: t.pid === scope.root ? 0 : t.ppid,
     moduleId: moduleIds.get(t.module.wasmHash)!,
     args: t.args,
     env: t.env,
     memory: dumpMemory(t.memory, w, hashing),
     globals: dumpGlobals(t.globals()),
     frames: blob(t.frames!),
-    pending: dumpPending(t.pending!),
+    pending: dumpPending(t.pid === scope.caller?.pid ? scope.caller.pending : t.pending!, t.status === "ready"),
     fds: t.fds.entries().map(([fd, obj]) => [fd, fds.fileId(obj)]),
     ...(t.stopped ? { stopped: true } : {}),
+    group: vm.freezer.groupOf(t.pid).path,
   }));
-  const zombies = [...vm.zombies.values()].map((z) => ({ pid: z.pid, ppid: z.ppid, code: z.exitCode, signal: z.exitSignal }));
+  const zombies = zombieList.map((z) => ({ pid: z.pid, ppid: z.ppid, code: z.exitCode, signal: z.exitSignal }));
   w.vm({
     nextPid: vm.nextPid,
     nextIno: vm.fsContext.nextIno.toString(),
@@ -98,7 +133,11 @@ export function dumpVm(vm: Vm, hashing: Hashing, sink: Sink, opts: DumpOptions):
     pipes: fds.pipes,
     zombies,
     maxTasks: vm.maxTasks,
+    // In the schema's key order: the JSON round trip (inspect --json, --encode) gives the same bytes.
     ...(vm.maxMemoryPages !== undefined ? { maxMemoryPages: vm.maxMemoryPages } : {}),
+    groups: vm.freezer.records(),
+    checkpoint: { group: scope.group, ...(scope.caller ? { caller: scope.caller.pid } : {}) },
+    nextCheckpointId: vm.nextCheckpointId,
   });
   const digest = w.finish();
   return { ...w.stats, id, digest, tasks: tasks.length, ms: performance.now() - t0 };

@@ -5,6 +5,7 @@
 import { SnapshotError } from "../errors.ts";
 import type { Host } from "../host/mod.ts";
 import type { InstrumentedModule } from "../instrument/mod.ts";
+import type { FreezerGroup } from "../freezer/freezer.ts";
 import { Task, type TaskSpec } from "../sched/task.ts";
 import { Vm } from "../sched/vm.ts";
 import type { ModuleEntry, SnapshotImage } from "../snapshot/mod.ts";
@@ -34,6 +35,8 @@ export interface RestoreOptions {
    * when the VM is done. Needs `TaskSpec.pooled` (see bench/README.md).
    */
   memories?: MemoryPool;
+  /** Keep every restored task frozen (the VM-wide freeze) until `vm.thaw()`. */
+  frozen?: boolean;
 }
 
 /**
@@ -68,8 +71,13 @@ export async function restoreVm(image: SnapshotImage, opts: RestoreOptions): Pro
   vm.maxMemoryPages = rec.maxMemoryPages;
   const files = restoreFiles(rec, image, { host: opts.host, fsContext: vm.fsContext, dirs: opts.dirs, what, now: () => vm.clock.realtimeNs() });
   vm.fsContext.reserveIno(BigInt(rec.nextIno) - 1n);
+  try {
+    vm.freezer.load(rec.groups ?? []);
+  } catch (e) {
+    throw new SnapshotError(`${what}: ${(e as Error).message}`);
+  }
   // Stage 3: tasks.
-  const tasks: Task[] = [];
+  const tasks: { task: Task; group: FreezerGroup }[] = [];
   for (const tr of rec.tasks) {
     const loaded = modules.get(tr.moduleId);
     const tw = `${what}: task ${tr.pid}`;
@@ -90,10 +98,21 @@ export async function restoreVm(image: SnapshotImage, opts: RestoreOptions): Pro
     task.pending = restorePending(tr.pending, tw);
     task.status = task.pending.wait.freeze || task.pending.wait.yield ? "ready" : "suspended";
     task.stopped = !!tr.stopped;
-    tasks.push(task);
+    const group = vm.freezer.get(tr.group ?? "/");
+    if (!group) throw new SnapshotError(`${tw}: no freezer group ${tr.group}`);
+    tasks.push({ task, group });
   }
-  // Stage 4: only now does the VM own them.
-  for (const t of tasks) vm.adopt(t);
+  // Stage 4: only now does the VM own them, in their freezer groups.
+  for (const { task, group } of tasks) {
+    vm.adopt(task);
+    vm.freezer.attach(task.pid, group);
+  }
+  // The freeze the checkpoint needed ends now, unless the caller of a self-checkpoint is here to end it itself.
+  const taken = rec.checkpoint ?? { group: "/" };
+  if (taken.caller === undefined) vm.freezer.get(taken.group)!.frozen = false;
+  vm.freezer.root.frozen = !!opts.frozen;
+  vm.initPid = Math.min(...rec.tasks.filter((t) => t.ppid === 0).map((t) => t.pid));
+  if (rec.nextCheckpointId !== undefined) vm.nextCheckpointId = rec.nextCheckpointId;
   for (const z of rec.zombies ?? []) vm.zombies.set(z.pid, { pid: z.pid, ppid: z.ppid, status: "exited", exitCode: z.code, exitSignal: z.signal });
   vm.nextPid = Math.max(vm.nextPid, rec.nextPid);
   return vm;

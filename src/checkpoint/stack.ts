@@ -5,11 +5,12 @@ import type { Pending } from "../sched/task.ts";
 import type { CallState } from "../wasi/context.ts";
 import type { PendingRecord } from "../snapshot/mod.ts";
 
-export function dumpPending(p: Pending): PendingRecord {
+/** `ready`: the task may run at once (its wait is over, or it was stopped between two calls): it is recorded as yielded. */
+export function dumpPending(p: Pending, ready = false): PendingRecord {
   const rec: PendingRecord = { call: p.call };
   if (p.wait.untilNs !== undefined) rec.untilNs = p.wait.untilNs.toString();
   if (p.wait.fds?.length) rec.fds = p.wait.fds;
-  if (p.wait.yield) rec.yield = true;
+  if (p.wait.yield || ready) rec.yield = true;
   if (p.wait.freeze) rec.freeze = true;
   if (p.wait.join !== undefined) rec.join = p.wait.join;
   if (p.state !== undefined) rec.state = p.state;

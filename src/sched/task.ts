@@ -23,6 +23,10 @@ export interface TaskOwner {
   freezeWanted(task: Task): boolean;
   /** Checked at fuel yields: has this task used up its time slice while others wait? */
   shouldPreempt(task: Task): boolean;
+  /** Checked at fuel yields: should the task stop for a moment so the event loop gets a turn? */
+  turnDue(): boolean;
+  /** `crvm.checkpoint(pid, fd, flags, ckptid_out)`. */
+  checkpoint(task: Task, ctx: SyscallContext, pid: number, fd: number, flags: number, idOut: number): number;
   /** Checked by sched_yield: is there another task to give the CPU to? */
   othersWaiting(task: Task): boolean;
   randomFill(buf: Uint8Array): void;
@@ -97,6 +101,8 @@ export class Task {
   yields = 0;
   /** Fuel yields since the scheduler last picked this task (its time slice, counted in fuel). */
   sliceFuel = 0;
+  /** Stopped mid-slice for an event-loop turn: the scheduler continues its slice next. */
+  interrupted = false;
   readonly instance: WebAssembly.Instance;
   readonly memory: WebAssembly.Memory;
   readonly #asyncify: AsyncifyDriver;
@@ -126,7 +132,10 @@ export class Task {
     const ctx = this.#syscallContext();
     const wasi = preview1(ctx);
     const wasix = processCalls(this, owner.processes, ctx);
-    const crvm: Record<string, (...a: never[]) => unknown> = { yield: (tag: number) => this.#fuelYield(tag) };
+    const crvm: Record<string, (...a: never[]) => unknown> = {
+      yield: (tag: number) => this.#fuelYield(tag),
+      checkpoint: (pid: number, fd: number, flags: number, idOut: number) => owner.checkpoint(this, ctx, pid, fd, flags, idOut),
+    };
     for (const imp of spec.module.imports) {
       const table = (imports[imp.module] ??= {}) as Record<string, unknown>;
       const key = `${imp.module}.${imp.name}`;
@@ -182,6 +191,10 @@ export class Task {
     if (this.#resumeState !== undefined) return;
     this.sliceFuel++;
     if (this.owner.shouldPreempt(this)) this.#suspend(this.#call, { yield: true }, true);
+    else if (this.owner.turnDue()) {
+      this.interrupted = true;
+      this.#suspend(this.#call, { yield: true }, true);
+    }
   }
 
   setFuel(n: number): void {

@@ -1,9 +1,11 @@
 // A VM: its tasks, its clock and inode numbering, and the scheduler loop that
 // runs ready tasks and waits (without busy-waiting) for blocked ones.
+import { Freezer } from "../freezer/freezer.ts";
 import type { Host } from "../host/mod.ts";
 import type { InstrumentedModule } from "../instrument/mod.ts";
 import { VirtualClock } from "../wasi/clock.ts";
 import { FsContext } from "../wasi/fd.ts";
+import type { SyscallContext } from "../wasi/context.ts";
 import type { FdTable } from "../wasi/fd_table.ts";
 import type { NewImage, ProcessTable, Zombie } from "./process_calls.ts";
 import { Task, type TaskOwner, type TaskStatus } from "./task.ts";
@@ -13,7 +15,19 @@ export type ModuleLoader = (bytes: Uint8Array, name: string) => Promise<{ module
 
 const ENOEXEC = 45, EAGAIN = 6, ENOSYS = 52;
 
+/** How `run()` ended: pid 1 (the init task) exited, or every live task is frozen. */
 export type RunOutcome = { kind: "exited"; code: number; trap: string | null } | { kind: "frozen" };
+
+/**
+ * `crvm.checkpoint`, supplied by whoever can write images
+ * (`src/checkpoint/guest_call.ts`); without one the call fails with ENOSYS.
+ */
+export interface GuestCheckpointer {
+  /** The call itself, in the resumable shape: checks, asks for the dump, streams the image, stores the id. */
+  call(task: Task, ctx: SyscallContext, pid: number, fd: number, flags: number, idOut: number): number;
+  /** Takes the image; the VM calls it once the caller is unwound at the call. */
+  take(task: Task): void;
+}
 
 /** When the VM should freeze by itself (`crvm run --checkpoint-after`). */
 export interface FreezePolicy {
@@ -24,7 +38,7 @@ export interface FreezePolicy {
 }
 
 /** How long the VM may run before the event loop gets a turn (timers, stdin, the server). */
-const SLICE_MS = 50;
+const SLICE_MS = 20;
 /**
  * A task's time slice, in fuel yields (each FUEL_SLICE checks). Counting fuel
  * instead of milliseconds makes the interleaving of compute-bound tasks
@@ -55,13 +69,20 @@ export class Vm implements TaskOwner, ProcessTable {
   readonly fsContext = new FsContext();
   readonly tasks = new Map<number, Task>();
   nextPid = 1;
-  #freeze = false;
+  /** The task whose exit ends the VM: pid 1, or the root of a restored subtree. */
+  initPid = 1;
+  /** Freezer groups; the root group's own flag is the VM-wide freeze (CLI, API). */
+  readonly freezer = new Freezer({ isStopped: (pid) => this.#isStopped(pid), changed: () => this.#wake?.() });
+  /** Writes images for `crvm.checkpoint`. */
+  checkpointer: GuestCheckpointer | null = null;
+  /** The id the next checkpoint taken by a guest gets (positive, increasing). */
+  nextCheckpointId = 1;
+  #turnAt = Infinity;
   #freezeAtMs = Infinity;
   #freezeAtYield = Infinity;
   #yields = 0;
   #wake: (() => void) | null = null;
   #current: Task | null = null;
-  /** Exited tasks whose orphans were already re-parented. */
   /** Exited tasks not joined yet (pid 1 stays in `tasks`: the VM ends with it). */
   readonly zombies = new Map<number, Zombie>();
   readonly scratch = { saved: new Uint8Array(0) };
@@ -80,6 +101,7 @@ export class Vm implements TaskOwner, ProcessTable {
   spawn(module: InstrumentedModule, compiled: WebAssembly.Module, opts: { args: string[]; env: string[]; fds: FdTable }): Task {
     const task = new Task(this, { pid: this.nextPid++, module, compiled, ...opts });
     this.tasks.set(task.pid, task);
+    this.freezer.attach(task.pid, this.freezer.root);
     return task;
   }
 
@@ -91,20 +113,18 @@ export class Vm implements TaskOwner, ProcessTable {
 
   /** Asks every task to stop at its next yield point; `run()` then resolves with `frozen`. */
   requestFreeze(policy: FreezePolicy = {}): void {
-    if (policy.afterMs === undefined && policy.afterYields === undefined) this.#freeze = true;
+    if (policy.afterMs === undefined && policy.afterYields === undefined) this.freezer.root.frozen = true;
     if (policy.afterMs !== undefined) this.#freezeAtMs = performance.now() + policy.afterMs;
     if (policy.afterYields !== undefined) this.#freezeAtYield = this.#yields + policy.afterYields;
     this.#wake?.();
   }
 
-  /** Lets frozen tasks continue (the next `run()` resumes them). */
+  /** Ends the VM-wide freeze (groups the guests froze stay frozen); the next `run()` resumes the tasks. */
   thaw(): void {
-    this.#freeze = false;
+    this.freezer.root.frozen = false;
     this.#freezeAtMs = Infinity;
     this.#freezeAtYield = Infinity;
-    for (const t of this.tasks.values()) {
-      if (t.pending?.wait.freeze) t.status = "ready";
-    }
+    this.#wake?.();
   }
 
   /** Yield points passed by all tasks since the VM was created or restored. */
@@ -112,16 +132,48 @@ export class Vm implements TaskOwner, ProcessTable {
     return this.#yields;
   }
 
+  /** Whether the VM-wide freeze is on. */
   get freezing(): boolean {
-    return this.#freeze;
+    return this.freezer.root.frozen;
   }
 
-  freezeWanted(_task: Task): boolean {
+  freezeWanted(task: Task): boolean {
     this.#yields++;
-    if (!this.#freeze && (this.#yields >= this.#freezeAtYield || performance.now() >= this.#freezeAtMs)) {
-      this.#freeze = true;
+    if (this.#yields >= this.#freezeAtYield || performance.now() >= this.#freezeAtMs) this.freezer.root.frozen = true;
+    return this.freezer.isFrozen(task.pid);
+  }
+
+  turnDue(): boolean {
+    return performance.now() >= this.#turnAt;
+  }
+
+  checkpoint(task: Task, ctx: SyscallContext, pid: number, fd: number, flags: number, idOut: number): number {
+    return this.checkpointer ? this.checkpointer.call(task, ctx, pid, fd, flags, idOut) : ENOSYS;
+  }
+
+  /** The pid of the task making the current call (none between time slices). */
+  currentPid(): number | null {
+    return this.#current?.pid ?? null;
+  }
+
+  /** Whether `pid` is `ancestor` or one of its descendants (live tasks). */
+  inSubtree(pid: number, ancestor: number): boolean {
+    for (let p = pid, n = 0; p !== 0 && n <= this.tasks.size; n++) {
+      if (p === ancestor) return true;
+      p = this.tasks.get(p)?.ppid ?? 0;
     }
-    return this.#freeze;
+    return false;
+  }
+
+  /** Stopped at a yield point: not running now, and started (a task that never ran has no stack to save yet). */
+  #isStopped(pid: number): boolean {
+    const t = this.tasks.get(pid);
+    return !t || t.status === "exited" || (t !== this.#current && t.frames !== null);
+  }
+
+  /** May run now: ready, not stopped by a signal, and not frozen (a new task runs to its first yield point). */
+  #runnable(t: Task): boolean {
+    return t.status === "ready" && !t.stopped && (t.frames === null || !this.freezer.isFrozen(t.pid));
   }
 
   shouldPreempt(task: Task): boolean {
@@ -134,7 +186,9 @@ export class Vm implements TaskOwner, ProcessTable {
 
   #hasOtherWork(): boolean {
     // With no other live task, a slice never needs to end (a blocked one may be woken meanwhile).
-    for (const t of this.tasks.values()) if (t !== this.#current && t.status !== "exited" && !t.stopped) return true;
+    for (const t of this.tasks.values()) {
+      if (t !== this.#current && t.status !== "exited" && !t.stopped && !this.freezer.isFrozen(t.pid)) return true;
+    }
     return false;
   }
 
@@ -177,12 +231,13 @@ export class Vm implements TaskOwner, ProcessTable {
 
   /** After tasks exit: they become zombies, orphans go to pid 1; when pid 1 is gone, every other task ends. */
   #settle(): void {
-    const init = this.tasks.get(1);
+    const init = this.tasks.get(this.initPid);
     for (const t of [...this.tasks.values()]) {
       if (t.status !== "exited" || t === init) continue;
       this.tasks.delete(t.pid);
+      this.freezer.detach(t.pid);
       this.zombies.set(t.pid, { pid: t.pid, ppid: t.ppid, status: "exited", exitCode: t.exitCode ?? 0, exitSignal: t.exitSignal });
-      for (const c of this.children(t.pid)) c.ppid = 1;
+      for (const c of this.children(t.pid)) c.ppid = this.initPid;
     }
     if (init?.status === "exited") for (const o of this.tasks.values()) if (o !== init) o.kill(SIG.KILL);
   }
@@ -214,6 +269,7 @@ export class Vm implements TaskOwner, ProcessTable {
       }
       const child = new Task(this, { pid: this.nextPid++, ppid: parent.pid, module: m.module, compiled: m.compiled, args: image.args, env: image.env, fds: image.fds });
       this.tasks.set(child.pid, child);
+      this.freezer.attach(child.pid, this.freezer.groupOf(parent.pid));
       this.#resume(parent, { pid: child.pid, errno: 0 });
     }, (errno) => {
       image.fds.closeAll();
@@ -251,55 +307,79 @@ export class Vm implements TaskOwner, ProcessTable {
     parent.pending = { call: parent.pending!.call, wait: {}, state: { pid: child.pid } };
     parent.status = "ready";
     this.tasks.set(child.pid, child);
+    this.freezer.attach(child.pid, this.freezer.groupOf(parent.pid));
   }
 
   randomFill(buf: Uint8Array): void {
     for (let i = 0; i < buf.length; i += 65536) crypto.getRandomValues(buf.subarray(i, i + 65536) as Uint8Array<ArrayBuffer>);
   }
 
-  /** Runs until pid 1 exits or a freeze completes. */
+  /**
+   * Runs until the init task exits or every live task is frozen (by the
+   * VM-wide freeze or by their groups). Tasks in frozen groups stay where
+   * they stopped while the others run.
+   */
   async run(): Promise<RunOutcome> {
-    const init = this.tasks.get(1);
-    if (!init) throw new Error("VM has no pid 1");
-    let turn = performance.now();
-    for (;;) {
-      if (init.status === "exited") return { kind: "exited", code: init.exitCode ?? 0, trap: init.trap };
-      if (!this.#freeze) this.#wakeSatisfied();
-      const ready = [...this.tasks.values()].filter((t) => t.status === "ready" && !t.stopped);
-      if (ready.length === 0) {
-        if (this.#freeze && this.#loads.size === 0) return { kind: "frozen" };
-        await this.#waitForWork();
-        turn = performance.now();
-        continue;
+    const init = this.tasks.get(this.initPid);
+    if (!init) throw new Error(`VM has no init task (pid ${this.initPid})`);
+    this.#turnAt = performance.now() + SLICE_MS;
+    try {
+      for (;;) {
+        if (init.status === "exited") return { kind: "exited", code: init.exitCode ?? 0, trap: init.trap };
+        this.#wakeSatisfied();
+        this.freezer.settle();
+        const ready = [...this.tasks.values()].filter((t) => this.#runnable(t));
+        if (ready.length === 0) {
+          if (this.#loads.size === 0 && [...this.tasks.values()].every((t) => t.status === "exited" || this.freezer.isFrozen(t.pid))) {
+            return { kind: "frozen" };
+          }
+          await this.#waitForWork();
+          continue;
+        }
+        // Round robin: each ready task runs until it blocks, exits or its slice ends.
+        for (let i = 0; i < ready.length; i++) {
+          const t = ready[i]!;
+          if (!this.#runnable(t)) continue;
+          // A slice cut short to give the event loop a turn goes on with its fuel count: the interleaving stays deterministic.
+          if (!t.interrupted) t.sliceFuel = 0;
+          t.interrupted = false;
+          this.#step(t);
+          if ((init.status as TaskStatus) === "exited") break;
+          // Give the event loop a turn now and then (timers, stdin, a freeze request, a server), even when tasks never block.
+          if (this.turnDue()) {
+            this.freezer.settle();
+            await new Promise((r) => setTimeout(r, 0));
+            if (performance.now() >= this.#freezeAtMs) this.freezer.root.frozen = true;
+            this.#turnAt = performance.now() + SLICE_MS;
+            if (t.interrupted && this.#runnable(t)) i--;
+          }
+        }
       }
-      // Round robin: each ready task runs until it blocks, exits or its slice ends.
-      for (const t of ready) {
-        if (t.status !== "ready" || t.stopped) continue;
-        t.sliceFuel = 0;
-        this.#current = t;
-        const status: TaskStatus = t.run();
-        this.#current = null;
-        if (status === "exited") this.#settle();
-        else if (t.pending?.wait.fork) this.#fork(t);
-        else if (t.pending?.wait.yield && !t.pending.wait.freeze && !this.#freeze) t.status = "ready";
-        if ((init.status as TaskStatus) === "exited") break;
-      }
-      // Give the event loop a turn now and then (timers, stdin, a server), even when tasks never block.
-      if (performance.now() - turn > SLICE_MS) {
-        await new Promise((r) => setTimeout(r, 0));
-        if (performance.now() >= this.#freezeAtMs) this.#freeze = true;
-        turn = performance.now();
-      }
+    } finally {
+      this.#turnAt = Infinity;
     }
   }
 
-  /** Marks ready every suspended task whose wait is over now (a deadline passed, an fd became ready). */
+  /** Runs one task until it suspends, then does what its suspension asks of the VM. */
+  #step(t: Task): void {
+    this.#current = t;
+    const status: TaskStatus = t.run();
+    this.#current = null;
+    const w = t.pending?.wait;
+    if (status === "exited") this.#settle();
+    else if (w?.fork) this.#fork(t);
+    else if (w?.checkpoint) this.checkpointer!.take(t);
+    else if (w?.yield) t.status = "ready";
+    this.freezer.settle();
+  }
+
+  /** Marks ready every suspended task whose wait is over now (a deadline passed, an fd became ready, its freeze ended). */
   #wakeSatisfied(): void {
     let now: bigint | null = null;
     for (const t of this.tasks.values()) {
       const w = t.status === "suspended" ? t.pending?.wait : undefined;
-      if (!w || w.freeze || w.exec || t.stopped) continue;
-      let over = !!w.yield;
+      if (!w || w.exec || t.stopped || this.freezer.isFrozen(t.pid)) continue;
+      let over = !!w.yield || !!w.freeze;
       if (!over && w.join !== undefined) {
         const kids = this.children(t.pid).filter((c) => w.join! < 0 || c.pid === w.join);
         over = kids.length === 0 || kids.some((c) => c.status === "exited");
@@ -310,9 +390,9 @@ export class Vm implements TaskOwner, ProcessTable {
     }
   }
 
-  /** Sleeps until some suspended task's wait may be over, or a freeze is requested. */
+  /** Sleeps until some suspended task's wait may be over, a freeze is requested or a group is thawed. */
   async #waitForWork(): Promise<void> {
-    const waiting = [...this.tasks.values()].filter((t) => t.status === "suspended" && !t.pending?.wait.freeze);
+    const waiting = [...this.tasks.values()].filter((t) => t.status === "suspended" && !this.freezer.isFrozen(t.pid));
     const timers: ReturnType<typeof setTimeout>[] = [];
     const wakers: Promise<void>[] = [new Promise<void>((r) => (this.#wake = r)), ...this.#loads];
     let earliest = Infinity;
@@ -329,7 +409,8 @@ export class Vm implements TaskOwner, ProcessTable {
     await Promise.race(wakers);
     for (const tm of timers) clearTimeout(tm);
     this.#wake = null;
-    if (performance.now() >= this.#freezeAtMs) this.#freeze = true;
+    if (performance.now() >= this.#freezeAtMs) this.freezer.root.frozen = true;
+    this.#turnAt = performance.now() + SLICE_MS;
     // The next round marks ready exactly the tasks whose wait is over.
   }
 }

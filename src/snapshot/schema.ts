@@ -100,7 +100,12 @@ const taskSchema = z.strictObject({
   pending: pendingSchema,
   fds: z.array(z.tuple([z.number().int().nonnegative().max(LIMITS.fds), id])).max(LIMITS.fds),
   stopped: z.boolean().optional(),
+  group: z.string().max(4096).optional(),
 });
+
+/** A freezer group path: "/" or "/a/b" (names without slashes, not "." or ".."). */
+const groupPath = z.string().max(4096).regex(/^\/$|^(\/[^/]+)+$/, "not a group path").refine((p) => !/\/\.\.?(\/|$)/.test(p), "not a group path");
+const groupSchema = z.strictObject({ path: groupPath, frozen: z.boolean() });
 
 const pipeSchema = z.strictObject({ id, data: id.nullable(), capacity: z.number().int().positive().max(1 << 24) });
 const zombieSchema = z.strictObject({
@@ -120,6 +125,9 @@ export const vmSchema = z.strictObject({
   zombies: z.array(zombieSchema).max(LIMITS.tasks).optional(),
   maxTasks: z.number().int().positive().max(LIMITS.tasks).optional(),
   maxMemoryPages: z.number().int().positive().max(LIMITS.memoryPages).optional(),
+  groups: z.array(groupSchema).min(1).max(1 << 16).optional(),
+  checkpoint: z.strictObject({ group: groupPath, caller: z.number().int().positive().max(2 ** 31).optional() }).optional(),
+  nextCheckpointId: z.number().int().positive().max(Number.MAX_SAFE_INTEGER).optional(),
 });
 
 function first(e: z.ZodError): string {
@@ -311,5 +319,19 @@ export function checkVm(
   const parentOf = new Map(all.map((t) => [t.pid, t.ppid]));
   const taskLoop = firstLoop(all.map((t) => t.pid), (pid) => parentOf.get(pid) || undefined);
   if (taskLoop !== undefined) return bad(`task ${taskLoop}: parent links form a cycle`);
+  // Freezer groups: "/" first, each once, parents before children; tasks and the checkpoint name groups that exist.
+  const groups = new Set<string>();
+  for (const [i, g] of (vm.groups ?? []).entries()) {
+    if (i === 0 ? g.path !== "/" : groups.has(g.path)) return bad(i === 0 ? `group 0 is not "/"` : `group ${g.path} appears twice`);
+    const parent = g.path.slice(0, g.path.lastIndexOf("/")) || "/";
+    if (i > 0 && !groups.has(parent)) return bad(`group ${g.path} comes before its parent`);
+    groups.add(g.path);
+  }
+  if (groups.size === 0) groups.add("/");
+  for (const t of vm.tasks) if (t.group !== undefined && !groups.has(t.group)) return bad(`task ${t.pid}: group ${t.group} is not in the image`);
+  if (vm.checkpoint && !groups.has(vm.checkpoint.group)) return bad(`checkpoint group ${vm.checkpoint.group} is not in the image`);
+  if (vm.checkpoint?.caller !== undefined && !vm.tasks.some((t) => t.pid === vm.checkpoint!.caller)) {
+    return bad(`checkpoint caller ${vm.checkpoint.caller} is not a task of the image`);
+  }
   return { ok: true, value: vm };
 }

@@ -137,6 +137,14 @@ export interface TaskRecord {
   fds: [number, number][];
   /** Stopped by SIGSTOP. */
   stopped?: boolean;
+  /** Path of its freezer group ("/" when absent). */
+  group?: string;
+}
+
+/** A freezer group; `frozen` is its own freeze setting (cgroup.freeze). Parents come before children. */
+export interface GroupRecord {
+  path: string;
+  frozen: boolean;
 }
 
 export interface VmRecord {
@@ -151,6 +159,16 @@ export interface VmRecord {
   maxTasks?: number;
   /** --max-memory of the VM, in 64 KiB pages. */
   maxMemoryPages?: number;
+  /** Freezer groups, "/" first (absent: only "/", thawed). */
+  groups?: GroupRecord[];
+  /**
+   * How the image was taken: the group its tasks were frozen in (a restore
+   * thaws it) and, for a self-checkpoint, the caller (which resumes in its
+   * checkpoint call with id 0, and thaws the group itself).
+   */
+  checkpoint?: { group: string; caller?: number };
+  /** The id the next guest checkpoint in this VM gets. */
+  nextCheckpointId?: number;
 }
 
 /** A whole image. Pages are content-addressed by their hex hash. */

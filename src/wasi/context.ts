@@ -13,6 +13,8 @@ export interface Wait {
   join?: number;
   /** proc_exec/proc_spawn: a module is being loaded; the VM wakes the task when it is. */
   exec?: boolean;
+  /** crvm.checkpoint: the VM takes the image once the caller is unwound. */
+  checkpoint?: boolean;
 }
 
 /** JSON-compatible state a blocking call keeps across a suspend (and a checkpoint). */
