@@ -2,8 +2,11 @@
 // An open file shared by several fds is written once (by id) and restored as
 // one object, so its offset stays shared. In-memory inodes are written once
 // each; file contents go to blobs. Host files are not copied: their path,
-// size and mtime are recorded, and restore reopens them by path.
+// size and mtime are recorded, and restore reopens them by path. cgroupfs
+// fds name their freezer group by path; the groups themselves are in the VM
+// record (`groups`).
 import { SnapshotError } from "../errors.ts";
+import { CgroupBinding, CgroupDirFd, CgroupFileFd, type CgroupHost, CgroupPreopenFd } from "../freezer/cgroupfs.ts";
 import type { Host } from "../host/mod.ts";
 import type { FileRecord, InodeRecord, PipeRecord, SnapshotImage, VmRecord } from "../snapshot/mod.ts";
 import type { CrvmFd, FsContext } from "../wasi/fd.ts";
@@ -99,6 +102,24 @@ export class FdDumper {
     else if (obj instanceof MemFileFd) {
       rec = { id, kind: "memfile", inode: this.inodeId(obj.file), pos: obj.pos.toString(), append: obj.append, readable: obj.readable, writable: obj.writable, fdflags: obj.fdflags };
     } else if (obj instanceof HostDirFd) rec = { id, kind: "hostdir", preopen: this.#preopenId(obj.preopen), rel: obj.rel };
+    else if (obj instanceof CgroupPreopenFd) rec = { id, kind: "cgrouppreopen" };
+    else if (obj instanceof CgroupDirFd) rec = { id, kind: "cgroupdir", group: obj.ref.path(obj.host) };
+    else if (obj instanceof CgroupFileFd) {
+      // The generated text is kept only while a read is under way (pos > 0): the guest must go on reading the
+      // text it started (seq_file), not a new one whose lines may have moved. At pos 0 the next read makes it anew.
+      const content = obj.pos > 0n && obj.content !== null && obj.group !== null ? this.blob(obj.content) : null;
+      rec = {
+        id,
+        kind: "cgroupfile",
+        group: obj.ref.path(obj.host),
+        name: obj.name,
+        pos: obj.pos.toString(),
+        readable: obj.readable,
+        writable: obj.writable,
+        fdflags: obj.fdflags,
+        content,
+      };
+    }
     else if (obj instanceof HostFileFd) {
       const st = this.host.fs.fstat(obj.hfd);
       rec = {
@@ -127,6 +148,8 @@ export interface FileRestoreEnv {
   dirs: Map<string, string>;
   now: () => bigint;
   what: string;
+  /** The restored VM, for cgroupfs fds (they name their freezer groups). */
+  cgroups?: CgroupHost;
 }
 
 function restoreInodes(inodes: InodeRecord[], image: SnapshotImage, env: FsEnv, what: string): MemInode[] {
@@ -202,6 +225,12 @@ export function restoreFiles(rec: VmRecord, image: SnapshotImage, e: FileRestore
     if (!p) throw new SnapshotError(`${e.what}: ${ctx} refers to missing preopen ${id}`);
     return p;
   };
+  // cgroupfs fds look their groups up on first use: the freezer's groups are loaded after the files.
+  const binding = e.cgroups ? new CgroupBinding(e.cgroups) : null;
+  const cgroups = (ctx: string): { host: CgroupHost; binding: CgroupBinding } => {
+    if (!e.cgroups || !binding) throw new SnapshotError(`${e.what}: ${ctx}: no VM to restore a cgroup fd against`);
+    return { host: e.cgroups, binding };
+  };
   // Preopens first: a file may refer to a preopen recorded after it.
   const ordered = [...rec.files.filter((f) => f.kind === "hostpreopen"), ...rec.files.filter((f) => f.kind !== "hostpreopen")];
   for (const f of ordered) {
@@ -273,6 +302,28 @@ export function restoreFiles(rec: VmRecord, image: SnapshotImage, e: FileRestore
         }
         const fd = new HostFileFd(e.host.fs, p, f.rel, hfd, { readable: f.readable, writable: f.writable, append: f.append, fdflags: f.fdflags });
         fd.pos = BigInt(f.pos);
+        obj = fd;
+        break;
+      }
+      case "cgrouppreopen": {
+        const c = cgroups(ctx);
+        obj = new CgroupPreopenFd(c.host, c.binding.ref("/"));
+        break;
+      }
+      case "cgroupdir": {
+        const c = cgroups(ctx);
+        obj = new CgroupDirFd(c.host, c.binding.ref(f.group));
+        break;
+      }
+      case "cgroupfile": {
+        const c = cgroups(ctx);
+        const fd = new CgroupFileFd(c.host, c.binding.ref(f.group), f.name, { readable: f.readable, writable: f.writable, fdflags: f.fdflags });
+        fd.pos = BigInt(f.pos);
+        if (f.content !== null) {
+          const text = image.blobs.get(f.content);
+          if (!text) throw new SnapshotError(`${e.what}: ${ctx} refers to missing blob ${f.content}`);
+          fd.content = text.slice();
+        }
         obj = fd;
         break;
       }

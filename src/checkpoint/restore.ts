@@ -69,7 +69,7 @@ export async function restoreVm(image: SnapshotImage, opts: RestoreOptions): Pro
   // Limits first: memories the tasks create below are capped by them.
   if (rec.maxTasks !== undefined) vm.maxTasks = rec.maxTasks;
   vm.maxMemoryPages = rec.maxMemoryPages;
-  const files = restoreFiles(rec, image, { host: opts.host, fsContext: vm.fsContext, dirs: opts.dirs, what, now: () => vm.clock.realtimeNs() });
+  const files = restoreFiles(rec, image, { host: opts.host, fsContext: vm.fsContext, dirs: opts.dirs, what, now: () => vm.clock.realtimeNs(), cgroups: vm });
   vm.fsContext.reserveIno(BigInt(rec.nextIno) - 1n);
   try {
     vm.freezer.load(rec.groups ?? []);

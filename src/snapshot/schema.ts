@@ -35,6 +35,9 @@ export const moduleInfoSchema = z.strictObject({
   passVersion: uint,
 });
 
+/** A freezer group path: "/" or "/a/b" (names without slashes, not "." or ".."). */
+const groupPath = z.string().max(4096).regex(/^\/$|^(\/[^/]+)+$/, "not a group path").refine((p) => !/\/\.\.?(\/|$)/.test(p), "not a group path");
+
 const fileSchema = z.discriminatedUnion("kind", [
   z.strictObject({ id, kind: z.enum(["piperead", "pipewrite"]), pipe: id, nonblock: z.boolean() }),
   z.strictObject({ id, kind: z.literal("stdin"), buffered: id.nullable(), eof: z.boolean() }),
@@ -49,6 +52,12 @@ const fileSchema = z.discriminatedUnion("kind", [
   z.strictObject({
     id, kind: z.literal("hostfile"), preopen: id, rel: z.string().max(4096), pos: udecimal, append: z.boolean(), readable: z.boolean(),
     writable: z.boolean(), fdflags: uint, size: udecimal, mtimeNs: decimal,
+  }),
+  z.strictObject({ id, kind: z.literal("cgrouppreopen") }),
+  z.strictObject({ id, kind: z.literal("cgroupdir"), group: groupPath.nullable() }),
+  z.strictObject({
+    id, kind: z.literal("cgroupfile"), group: groupPath.nullable(), name: z.enum(["cgroup.procs", "cgroup.freeze", "cgroup.events"]),
+    pos: udecimal, readable: z.boolean(), writable: z.boolean(), fdflags: uint, content: id.nullable(),
   }),
 ]);
 
@@ -103,8 +112,6 @@ const taskSchema = z.strictObject({
   group: z.string().max(4096).optional(),
 });
 
-/** A freezer group path: "/" or "/a/b" (names without slashes, not "." or ".."). */
-const groupPath = z.string().max(4096).regex(/^\/$|^(\/[^/]+)+$/, "not a group path").refine((p) => !/\/\.\.?(\/|$)/.test(p), "not a group path");
 const groupSchema = z.strictObject({ path: groupPath, frozen: z.boolean() });
 
 const pipeSchema = z.strictObject({ id, data: id.nullable(), capacity: z.number().int().positive().max(1 << 24) });
@@ -270,6 +277,9 @@ export function checkVm(
       return bad(`file ${i} refers to ${f.preopen}, which is not a host preopen`);
     }
     if (f.kind === "stdin" && f.buffered !== null && !ctx.blobs.has(f.buffered)) return bad(`file ${i} refers to missing blob ${f.buffered}`);
+    if (f.kind === "cgroupfile" && f.content !== null && !ctx.blobs.has(f.content)) return bad(`file ${i} refers to missing blob ${f.content}`);
+    // The root group has only cgroup.procs (its freeze is the VM-wide one).
+    if (f.kind === "cgroupfile" && f.group === "/" && f.name !== "cgroup.procs") return bad(`file ${i}: the root group has no ${f.name}`);
     if ((f.kind === "piperead" || f.kind === "pipewrite") && f.pipe >= (vm.pipes?.length ?? 0)) return bad(`file ${i} refers to missing pipe ${f.pipe}`);
   }
   for (const [i, p] of (vm.pipes ?? []).entries()) {

@@ -254,3 +254,40 @@ describe("jsonProblem, parseMeta, parseModuleInfo", () => {
     expect(r.ok ? "" : r.error).toContain("parent.path");
   });
 });
+
+describe("checkVm: cgroupfs files", () => {
+  /** The valid VM with one of each cgroupfs file kind (a stale directory fd among them). */
+  function withCgroups(): VmRecord {
+    const vm = validVm();
+    vm.files.push(
+      { id: 11, kind: "cgrouppreopen" },
+      { id: 12, kind: "cgroupdir", group: "/a" },
+      { id: 13, kind: "cgroupfile", group: "/a", name: "cgroup.procs", pos: "2", readable: true, writable: true, fdflags: 0, content: 1 },
+      { id: 14, kind: "cgroupdir", group: null },
+    );
+    vm.groups = [{ path: "/", frozen: false }, { path: "/a", frozen: true }];
+    return vm;
+  }
+  const cgfile = (vm: VmRecord) => vm.files[13] as Extract<FileRecord, { kind: "cgroupfile" }>;
+
+  it("accepts them", () => {
+    const r = checkVm(withCgroups(), ctx());
+    expect(r.ok && r.value).toEqual(withCgroups());
+  });
+
+  it.each<[string, (vm: VmRecord) => void, string | RegExp]>([
+    ["a relative group path", (vm) => void ((vm.files[12] as { group: string }).group = "a"), /files\.12\.group.*not a group path/],
+    ["a group path through ..", (vm) => void (cgfile(vm).group = "/a/.."), /not a group path/],
+    ["an unknown file name", (vm) => void ((cgfile(vm) as { name: string }).name = "cgroup.stat"), /files\.13\.name/],
+    ["a signed offset", (vm) => void (cgfile(vm).pos = "-1"), /files\.13\.pos/],
+    ["a key more", (vm) => void ((vm.files[11] as Record<string, unknown>).name = "/sys/fs/cgroup"), /Unrecognized key/],
+    ["content in a missing blob", (vm) => void (cgfile(vm).content = 9), "file 13 refers to missing blob 9"],
+    ["cgroup.freeze of the root group", (vm) => Object.assign(cgfile(vm), { group: "/", name: "cgroup.freeze" }), "file 13: the root group has no cgroup.freeze"],
+  ])("refuses %s", (_what, change, message) => {
+    const vm = withCgroups();
+    change(vm);
+    const r = checkVm(JSON.parse(JSON.stringify(vm)), ctx());
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(r.error).toMatch(message);
+  });
+});

@@ -79,6 +79,9 @@ export interface ZombieRecord {
   signal: number | null;
 }
 
+/** The files of a freezer group's directory in the cgroup filesystem. */
+export type CgroupFileName = "cgroup.procs" | "cgroup.freeze" | "cgroup.events";
+
 /** An open file description; fds refer to it by id so sharing survives. */
 export type FileRecord =
   | { id: number; kind: "stdin"; buffered: number | null; eof: boolean }
@@ -89,6 +92,21 @@ export type FileRecord =
   | { id: number; kind: "hostpreopen"; guestPath: string; hostPath: string }
   | { id: number; kind: "piperead" | "pipewrite"; pipe: number; nonblock: boolean }
   | { id: number; kind: "hostdir"; preopen: number; rel: string }
+  | { id: number; kind: "cgrouppreopen" }
+  /** `group`: the group's path, or null for an fd whose group was removed (its calls fail). */
+  | { id: number; kind: "cgroupdir"; group: string | null }
+  | {
+    id: number;
+    kind: "cgroupfile";
+    group: string | null;
+    name: CgroupFileName;
+    pos: string;
+    readable: boolean;
+    writable: boolean;
+    fdflags: number;
+    /** Blob id of the text a read generated, still being read (`pos` > 0); null: the next read generates it. */
+    content: number | null;
+  }
   | {
     id: number;
     kind: "hostfile";

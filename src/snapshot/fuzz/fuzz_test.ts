@@ -216,6 +216,8 @@ const isInt = (x: unknown, min = 0, max = 2 ** 53): x is number => typeof x === 
 const isDecimal = (x: unknown, signed = false) => typeof x === "string" && (signed ? /^-?\d{1,30}$/ : /^\d{1,30}$/).test(x);
 const isBool = (x: unknown) => typeof x === "boolean";
 const isStr = (x: unknown, max = 4096) => typeof x === "string" && x.length <= max;
+/** "/" or "/a/b": components without "/", none "." or "..". */
+const isGroupPath = (x: unknown) => isStr(x) && (x === "/" || (/^(\/[^/]+)+$/.test(x as string) && !(x as string).split("/").some((c) => c === "." || c === "..")));
 
 /** The first node whose parent links loop, by brute force (the checker may be slow, not wrong). */
 function loops<K>(nodes: K[], parent: (k: K) => K | undefined): K | undefined {
@@ -314,6 +316,16 @@ function violations(img: SnapshotImage): string[] {
       case "piperead":
       case "pipewrite":
         if (!isInt(f.pipe, 0, 2 ** 31) || f.pipe >= (vm.pipes?.length ?? 0) || !isBool(f.nonblock)) bad(`file ${i} ${f.kind}`);
+        break;
+      case "cgrouppreopen":
+        break;
+      case "cgroupdir":
+        if (f.group !== null && !isGroupPath(f.group)) bad(`file ${i} cgroupdir`);
+        break;
+      case "cgroupfile":
+        if ((f.group !== null && !isGroupPath(f.group)) || !["cgroup.procs", "cgroup.freeze", "cgroup.events"].includes(f.name)) bad(`file ${i} cgroupfile`);
+        if (f.group === "/" && f.name !== "cgroup.procs") bad(`file ${i} cgroupfile on the root group`);
+        if (!isDecimal(f.pos) || !isBool(f.readable) || !isBool(f.writable) || !isInt(f.fdflags) || (f.content !== null && !blob(f.content))) bad(`file ${i} cgroupfile fields`);
         break;
       default:
         bad(`file ${i} kind`);
