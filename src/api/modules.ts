@@ -3,7 +3,6 @@ import { ModuleError } from "../errors.ts";
 import { type Host, HostFsError, progressBar } from "../host/mod.ts";
 import { type InstrumentedModule, instrumentModule, isWasmBinary, limitMemory, watToWasm } from "../instrument/mod.ts";
 import type { LoadedModule } from "../checkpoint/restore.ts";
-import { cacheDir } from "./options.ts";
 
 /** Reads MODULE.wasm or MODULE.wat; a missing or unreadable file is a one-line ModuleError. */
 export async function readModuleFile(host: Host, path: string): Promise<Uint8Array> {
@@ -41,4 +40,14 @@ export async function loadModule(host: Host, source: Uint8Array, name: string, m
     throw new ModuleError(`Cannot compile module "${name}": ${(e as Error).message}`);
   }
   return { module, compiled };
+}
+
+/** Where transformed modules are cached: $CRVM_CACHE, else $XDG_CACHE_HOME/crvm, else ~/.cache/crvm. */
+export function cacheDir(host: Host): string | null {
+  const explicit = host.env("CRVM_CACHE");
+  if (explicit !== undefined && explicit !== "") return host.resolvePath(explicit);
+  const xdg = host.env("XDG_CACHE_HOME");
+  if (xdg) return host.resolvePath(`${xdg}/crvm`);
+  const home = host.homeDir();
+  return home ? `${home}/.cache/crvm` : null;
 }

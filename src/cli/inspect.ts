@@ -42,6 +42,12 @@ export function summary(image: SnapshotImage, chain: ChainLink[], fileBytes: num
     `pages: ${p.stored} stored here (${mib(p.stored * PAGE_SIZE)}), ${p.deduplicated} deduplicated, ${p.inherited} inherited, ${p.zero} zero (not stored)`,
   );
   if (chain.length > 1) for (const f of p.fromImage) lines.push(`  ${f.pages} from ${f.path}`);
+  const taken = image.vm.checkpoint;
+  if (taken) {
+    const by = taken.caller !== undefined ? `self-checkpoint by task ${taken.caller}` : "external checkpoint";
+    lines.push(`taken: ${by}, tasks frozen in group ${taken.group}`);
+  }
+  for (const g of image.vm.groups ?? []) if (g.path !== "/" || g.frozen) lines.push(`group ${g.path}${g.frozen ? " (frozen)" : ""}`);
   for (const t of image.vm.tasks) {
     const frames = image.blobs.get(t.frames)?.length ?? 0;
     const wait = t.pending.freeze ? "frozen"
@@ -49,7 +55,7 @@ export function summary(image: SnapshotImage, chain: ChainLink[], fileBytes: num
       : t.pending.untilNs ? "sleeping"
       : t.pending.fds?.length ? "waiting for an fd"
       : "yielded";
-    lines.push(`task ${t.pid} (parent ${t.ppid}${t.stopped ? ", stopped" : ""}): ${JSON.stringify(t.args.join(" "))}, module ${t.moduleId}`);
+    lines.push(`task ${t.pid} (parent ${t.ppid}${t.group && t.group !== "/" ? `, group ${t.group}` : ""}${t.stopped ? ", stopped" : ""}): ${JSON.stringify(t.args.join(" "))}, module ${t.moduleId}`);
     lines.push(`  memory: ${t.memory.pages} pages (${mib(t.memory.pages * PAGE_SIZE)}), ${t.memory.map.length} non-zero`);
     lines.push(`  stack: ${frames} bytes, in ${t.pending.call} (${wait}); ${t.globals.length} globals`);
     for (const [fd, id] of t.fds) lines.push(`  fd ${fd}: ${describeFile(image.vm.files[id]!)}`);
@@ -87,6 +93,12 @@ function describeFile(f: SnapshotImage["vm"]["files"][number]): string {
       return `host file ${f.rel} at offset ${f.pos} (size ${f.size})`;
     case "memfile":
       return `in-memory file (inode ${f.inode}) at offset ${f.pos}`;
+    case "cgrouppreopen":
+      return "dir /sys/fs/cgroup (freezer groups)";
+    case "cgroupdir":
+      return `freezer group dir ${f.group ?? "(removed)"}`;
+    case "cgroupfile":
+      return `${f.name} of freezer group ${f.group ?? "(removed)"} at offset ${f.pos}`;
     case "piperead":
     case "pipewrite":
       return `${f.kind === "piperead" ? "read" : "write"} end of pipe ${f.pipe}`;

@@ -45,6 +45,7 @@ function program(host: Host, setCode: (n: number) => void): Command {
       .option("--env <NAME=VALUE>", "set an environment variable for the guest", collect(parseEnv), [])
       .option("--max-memory <size>", "most memory one task may have, e.g. 64M or 2G (default 1G); memory.grow beyond it fails in the guest")
       .option("--max-tasks <n>", `most tasks (zombies included) the VM holds; fork and spawn beyond it get EAGAIN (default ${DEFAULT_MAX_TASKS})`)
+      .option("--no-cgroupfs", "do not preopen the freezer's cgroup filesystem at /sys/fs/cgroup")
       .passThroughOptions(),
   ).action(async (module: string, args: string[], o: Opts) => {
     setCode(await runCommand(host, {
@@ -53,6 +54,7 @@ function program(host: Host, setCode: (n: number) => void): Command {
       dirs: o.dir as never,
       tmpfs: o.tmpfs as string[],
       env: o.env as string[],
+      cgroupfs: o.cgroupfs !== false,
       checkpoint: checkpointSpec(o),
       stats: !!o.stats,
       maxTasks: o.maxTasks === undefined ? undefined : Math.max(1, parseCount("--max-tasks", o.maxTasks as string)),
@@ -64,9 +66,10 @@ function program(host: Host, setCode: (n: number) => void): Command {
     p.command("restore")
       .description("continue a checkpointed program from a snapshot")
       .argument("<snapshot>", "snapshot file, or - to read it from stdin as it arrives")
-      .option("--dir <HOST[::GUEST]>", "use HOST for the guest directory GUEST instead of the recorded one", collect(parseDir), []),
+      .option("--dir <HOST[::GUEST]>", "use HOST for the guest directory GUEST instead of the recorded one", collect(parseDir), [])
+      .option("--frozen", "restore every task, then leave them frozen until this process gets SIGCONT"),
   ).action(async (snapshot: string, o: Opts) => {
-    setCode(await restoreCommand(host, { snapshot, dirs: o.dir as never, checkpoint: checkpointSpec(o), stats: !!o.stats }));
+    setCode(await restoreCommand(host, { snapshot, dirs: o.dir as never, checkpoint: checkpointSpec(o), stats: !!o.stats, frozen: !!o.frozen }));
   });
 
   p.command("inspect")

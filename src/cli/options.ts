@@ -1,11 +1,9 @@
 // Parsing of option values shared by the commands.
 import { UsageError } from "../errors.ts";
-import type { Host } from "../host/mod.ts";
 
-export interface DirSpec {
-  host: string;
-  guest: string;
-}
+import type { DirSpec } from "../api/machine.ts";
+
+export type { DirSpec };
 
 /** `--dir HOST[::GUEST]` as in wasmtime's CLI: GUEST defaults to HOST. */
 export function parseDir(spec: string): DirSpec {
@@ -39,16 +37,6 @@ export function parseMemorySize(spec: string): number {
 }
 
 export const collect = <T>(parse: (s: string) => T) => (value: string, prev: T[] = []) => [...prev, parse(value)];
-
-/** Where transformed modules are cached: $CRVM_CACHE, else $XDG_CACHE_HOME/crvm, else ~/.cache/crvm. */
-export function cacheDir(host: Host): string | null {
-  const explicit = host.env("CRVM_CACHE");
-  if (explicit !== undefined && explicit !== "") return host.resolvePath(explicit);
-  const xdg = host.env("XDG_CACHE_HOME");
-  if (xdg) return host.resolvePath(`${xdg}/crvm`);
-  const home = host.homeDir();
-  return home ? `${home}/.cache/crvm` : null;
-}
 
 export interface CheckpointSpec {
   afterMs?: number;

@@ -1,9 +1,8 @@
 // `crvm restore`: continue a checkpointed VM in this process.
-import { restoreVm } from "../checkpoint/restore.ts";
+import { type DirSpec, Machine } from "../api/machine.ts";
 import type { Host } from "../host/mod.ts";
 import { readImage } from "./images.ts";
-import { loadModule } from "./modules.ts";
-import type { CheckpointSpec, DirSpec } from "./options.ts";
+import type { CheckpointSpec } from "./options.ts";
 import { drive } from "./session.ts";
 
 export interface RestoreCliOptions {
@@ -11,17 +10,23 @@ export interface RestoreCliOptions {
   dirs: DirSpec[];
   checkpoint: CheckpointSpec;
   stats: boolean;
+  /** Leave the tasks frozen until this process gets SIGCONT (CRIU's --leave-stopped). */
+  frozen: boolean;
 }
 
 export async function restoreCommand(host: Host, o: RestoreCliOptions): Promise<number> {
   const { image } = await readImage(host, o.snapshot);
-  const maxMemoryPages = image.vm.maxMemoryPages;
-  const vm = await restoreVm(image, {
-    host,
-    name: o.snapshot,
-    dirs: new Map(o.dirs.map((d) => [d.guest, host.resolvePath(d.host)])),
-    load: (entry) => loadModule(host, entry.source, entry.name, maxMemoryPages),
-  });
-  vm.loader = (bytes, name) => loadModule(host, bytes, name, maxMemoryPages);
-  return await drive(host, vm, o.checkpoint, o.stats);
+  const machine = await Machine.restore(image, { host, name: o.snapshot, dirs: o.dirs, frozen: o.frozen });
+  if (o.frozen) {
+    const n = machine.tasks().filter((t) => t.state !== "zombie").length;
+    host.stdio.write(2, new TextEncoder().encode(`crvm: restored ${n} task${n === 1 ? "" : "s"}, frozen; send SIGCONT to process ${host.pid()} to thaw them\n`));
+    await new Promise<void>((resolve) => {
+      const stop = host.onSignal("SIGCONT", () => {
+        stop();
+        resolve();
+      });
+    });
+    machine.vm.thaw();
+  }
+  return await drive(host, machine.vm, o.checkpoint, o.stats);
 }

@@ -1,5 +1,6 @@
 // Drives a VM to its end: runs it, takes the requested checkpoint when it
 // freezes, and either stops there or lets it continue.
+import { CrvmError } from "../errors.ts";
 import type { Host } from "../host/mod.ts";
 import type { Vm } from "../sched/vm.ts";
 import { writeImage } from "./images.ts";
@@ -23,7 +24,10 @@ async function driveToEnd(host: Host, vm: Vm, spec: CheckpointSpec): Promise<num
       if (out.trap !== null) host.stdio.write(2, new TextEncoder().encode(`crvm: guest trapped: ${out.trap}\n`));
       return out.code;
     }
-    await writeImage(host, vm, spec.file!, { parent: spec.parent, compress: spec.compress });
+    if (spec.file === undefined || !vm.freezing) {
+      throw new CrvmError("every task is frozen by its guests and nothing is left to thaw them");
+    }
+    await writeImage(host, vm, spec.file, { parent: spec.parent, compress: spec.compress });
     if (!spec.leaveRunning) return 0;
     vm.thaw();
   }

@@ -161,6 +161,9 @@ export class Freezer {
   /** FREEZING, then FROZEN once no task of the group (or below) is running: the promise resolves then. */
   freeze(group: FreezerGroup): Promise<void> {
     group.frozen = true;
+    // A thaw still waiting for a checkpoint is overtaken by this freeze.
+    for (const w of this.#thawWaiters) if (w.group === group) w.resolve();
+    this.#thawWaiters = this.#thawWaiters.filter((w) => w.group !== group);
     return new Promise((resolve) => {
       this.#frozenWaiters.push({ group, resolve });
       this.settle();
@@ -224,7 +227,7 @@ export class Freezer {
     if (thawed) this.owner.changed();
   }
 
-  /** Every group but the root, parents before children, for a checkpoint. */
+  /** Every group, the root first and parents before children, for a checkpoint. */
   records(): GroupRecord[] {
     const out: GroupRecord[] = [{ path: "/", frozen: this.root.frozen }];
     for (const g of this.root.subtree()) if (g !== this.root) out.push({ path: g.path, frozen: g.frozen });

@@ -35,5 +35,10 @@ export function createHost(): Host {
       memoryBytes: os.totalmem(),
       os: `${os.type()} ${os.release()} ${os.arch()}`,
     }),
+    pid: () => process.pid,
+    onSignal(signal, fn) {
+      process.on(signal, fn);
+      return () => void process.off(signal, fn);
+    },
   };
 }

@@ -106,4 +106,8 @@ export interface Host {
   collectGarbage(): void;
   /** A short description of the machine for benchmark records. */
   machine(): { cpu: string; cores: number; memoryBytes: number; os: string };
+  /** This process's id (for messages such as "send SIGCONT to …"). */
+  pid(): number;
+  /** Calls `fn` each time this process receives `signal`; returns the function that stops listening. */
+  onSignal(signal: "SIGCONT" | "SIGINT" | "SIGTERM", fn: () => void): () => void;
 }

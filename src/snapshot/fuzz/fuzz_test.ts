@@ -118,7 +118,7 @@ async function makeFixtures(): Promise<void> {
   // A task tree: four tasks in a pipeline, pipes holding bytes, a zombie, a task blocked in proc_join.
   await crvm(["run", "--checkpoint-after-yields", "200", ...snap("sieve.snap"), path.join(ROOT, "guests", "build", "sieve.wasm"), "60"], dir);
   // Host files, an in-memory fs (inodes, a blob), then an incremental child (MODULE_REF, a parent ref).
-  await crvm(["run", "--checkpoint-after-yields", "20", ...snap("files.snap"), "--dir", "data::/data", "--tmpfs", "/tmp", files], dir);
+  await crvm(["run", "--checkpoint-after-yields", "22", ...snap("files.snap"), "--dir", "data::/data", "--tmpfs", "/tmp", files], dir);
   await crvm(["restore", "--checkpoint-after-yields", "10", "--parent", "files.snap", ...snap("files-child.snap"), "files.snap"], dir);
   const load = async (name: string, file: string) => {
     let bytes = new Uint8Array(fs.readFileSync(path.join(dir, file)));
