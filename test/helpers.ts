@@ -46,6 +46,17 @@ export function crvm(rt: Runtime, args: string[], opts: { cwd?: string; input?: 
   });
 }
 
+/** Starts `crvm ARGS...` and returns the child, for tests that signal it or read it as it goes. */
+export function startCrvm(rt: Runtime, args: string[]): { child: ReturnType<typeof spawn>; stdout: () => string; stderr: () => string; done: Promise<number> } {
+  const [cmd, ...pre] = command(rt);
+  const child = spawn(cmd!, [...pre, ...args], { cwd: ROOT, env: { ...process.env, NO_COLOR: "1" }, stdio: ["ignore", "pipe", "pipe"] });
+  let out = "", err = "";
+  child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
+  child.stderr!.on("data", (d: Buffer) => (err += d.toString()));
+  const done = new Promise<number>((resolve) => child.on("close", (code) => resolve(code ?? -1)));
+  return { child, stdout: () => out, stderr: () => err, done };
+}
+
 export function tmpDir(prefix = "crvm-test-"): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
 }

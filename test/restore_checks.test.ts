@@ -2,7 +2,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
-import { crvm, guest, readTree, tmpDir } from "./helpers.ts";
+import { crvm, guest, readTree, RUNTIMES, startCrvm, tmpDir } from "./helpers.ts";
 
 /** The META and VM records of `crvm inspect --json` output. */
 function vmOf(json: string): { meta: { monotonicNs: string }; vm: { tasks: { pending: Record<string, unknown> & { call: string } }[] } } {
@@ -119,4 +119,25 @@ describe("where checkpoints land", () => {
       expect(pending.freeze).toBe(true);
     }
   });
+});
+
+describe("restore --frozen", () => {
+  for (const rt of RUNTIMES) {
+    it(`rebuilds every task and runs nothing until SIGCONT, on ${rt}`, async () => {
+      const image = path.join(tmpDir(), "f.snap");
+      const plain = await crvm("node", ["run", guest("forktree")]);
+      const a = await crvm("node", ["run", "--checkpoint-after-yields", "40", "--checkpoint-file", image, guest("forktree")]);
+      expect(a.code, a.stderr).toBe(0);
+      const p = startCrvm(rt, ["restore", "--frozen", image]);
+      const deadline = Date.now() + 20_000;
+      while (!/send SIGCONT to process (\d+)/.test(p.stderr()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      const pid = Number(/send SIGCONT to process (\d+)/.exec(p.stderr())![1]);
+      expect(p.stderr()).toMatch(/^crvm: restored \d+ tasks, frozen;/);
+      await new Promise((r) => setTimeout(r, 300));
+      expect(p.stdout()).toBe(""); // frozen: nothing ran
+      process.kill(pid, "SIGCONT");
+      expect(await p.done).toBe(0);
+      expect(a.stdout.toString() + p.stdout()).toBe(plain.stdout.toString());
+    }, 60_000);
+  }
 });

@@ -1,6 +1,6 @@
 // The `crvm` command line. This entry may touch the runtime (process exit);
 // everything else goes through the Host.
-import { spawnSync } from "node:child_process";
+import { spawn } from "node:child_process";
 import process from "node:process";
 import { Command, CommanderError } from "commander";
 import { CrvmError } from "../errors.ts";
@@ -123,16 +123,18 @@ async function main(argv: string[]): Promise<number> {
  * Bun (JavaScriptCore) reads its stack limit from the environment at start:
  * Asyncify-instrumented guests need more than the default, so the CLI
  * re-launches itself once with a larger limit (Node and Deno get theirs from
- * --stack-size in bin/crvm.mjs and deno.json).
+ * --stack-size in bin/crvm.mjs and deno.json). SIGCONT and SIGTERM sent to
+ * the outer process are passed on (`restore --frozen` waits for SIGCONT).
  */
-function relaunchBunWithLargerStack(): number | null {
+async function relaunchBunWithLargerStack(): Promise<number | null> {
   const bun = "Bun" in globalThis;
   if (!bun || process.env.BUN_JSC_maxPerThreadStackUsage) return null;
-  const r = spawnSync(process.execPath, process.argv.slice(1), {
+  const child = spawn(process.execPath, process.argv.slice(1), {
     stdio: "inherit",
     env: { ...process.env, BUN_JSC_maxPerThreadStackUsage: String(7 * 1024 * 1024) },
   });
-  return r.status ?? 1;
+  for (const sig of ["SIGCONT", "SIGTERM"] as const) process.on(sig, () => child.kill(sig));
+  return await new Promise((resolve) => child.on("exit", (code, signal) => resolve(code ?? (signal === "SIGTERM" ? 143 : 1))));
 }
 
-process.exit(relaunchBunWithLargerStack() ?? await main(process.argv.slice(2)));
+process.exit(await relaunchBunWithLargerStack() ?? await main(process.argv.slice(2)));

@@ -37,8 +37,13 @@ export function createHost(): Host {
     }),
     pid: () => process.pid,
     onSignal(signal, fn) {
+      // Node does not stay alive for a signal listener alone: a timer keeps it waiting.
+      const keepAlive = setInterval(() => {}, 2 ** 30);
       process.on(signal, fn);
-      return () => void process.off(signal, fn);
+      return () => {
+        clearInterval(keepAlive);
+        process.off(signal, fn);
+      };
     },
   };
 }

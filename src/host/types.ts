@@ -108,6 +108,6 @@ export interface Host {
   machine(): { cpu: string; cores: number; memoryBytes: number; os: string };
   /** This process's id (for messages such as "send SIGCONT to …"). */
   pid(): number;
-  /** Calls `fn` each time this process receives `signal`; returns the function that stops listening. */
+  /** Calls `fn` each time this process receives `signal` (the process stays alive meanwhile); returns the function that stops listening. */
   onSignal(signal: "SIGCONT" | "SIGINT" | "SIGTERM", fn: () => void): () => void;
 }
