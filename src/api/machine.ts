@@ -158,9 +158,10 @@ export class Machine {
   /**
    * External checkpoint: writes the image of the whole VM, or of task `pid`
    * and its descendants, to `sink`. Every task in it must be frozen. While
-   * the image is written, a thaw of the group waits.
+   * the image is written, a thaw of the group waits. Throws at once (not
+   * through the promise) when there is nothing it can checkpoint.
    */
-  async checkpoint(sink: ImageSink, opts: CheckpointOptions = {}): Promise<CheckpointStats> {
+  checkpoint(sink: ImageSink, opts: CheckpointOptions = {}): Promise<CheckpointStats> {
     const vm = this.vm;
     const root = opts.pid ?? vm.initPid;
     const task = vm.tasks.get(root);
@@ -168,6 +169,11 @@ export class Machine {
     const group = frozenBy(vm.freezer.groupOf(root));
     if (!group) throw new CrvmError(`Cannot checkpoint: task ${root} is not frozen (freeze its group first)`);
     const scope: DumpScope = { group: group.path, ...(opts.pid !== undefined ? { root } : {}) };
+    return this.#write(sink, scope, group, opts);
+  }
+
+  async #write(sink: ImageSink, scope: DumpScope, group: FreezerGroup, opts: CheckpointOptions): Promise<CheckpointStats> {
+    const vm = this.vm;
     const done = vm.freezer.beginCheckpoint(group);
     try {
       if (typeof sink === "function") return dumpVm(vm, this.hashing, sink, { runtime: runtimeName(this.host), scope, parent: opts.parent });

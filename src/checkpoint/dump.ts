@@ -19,6 +19,8 @@ export interface CheckpointStats extends WriteStats {
   digest: string;
   tasks: number;
   ms: number;
+  /** Ids of the pages the image stores (an incremental image's next child inherits these and its parent's). */
+  storedPages: ReadonlySet<string>;
 }
 
 export interface DumpOptions {
@@ -140,5 +142,5 @@ export function dumpVm(vm: Vm, hashing: Hashing, sink: Sink, opts: DumpOptions):
     nextCheckpointId: vm.nextCheckpointId,
   });
   const digest = w.finish();
-  return { ...w.stats, id, digest, tasks: tasks.length, ms: performance.now() - t0 };
+  return { ...w.stats, id, digest, tasks: tasks.length, ms: performance.now() - t0, storedPages: w.storedPages };
 }

@@ -16,7 +16,7 @@ import { Vm } from "../sched/vm.ts";
 import { decodeSnapshot, Hashing, PAGE_SIZE, type SnapshotImage } from "../snapshot/mod.ts";
 import { FdTable } from "../wasi/fd_table.ts";
 import { stdioFds } from "../wasi/preopens.ts";
-import { readImage, writeImage } from "./images.ts";
+import { readImage, writeImage } from "../api/images.ts";
 
 export interface BenchOptions {
   quick: boolean;

@@ -4,7 +4,7 @@
 import { UsageError } from "../errors.ts";
 import type { Host } from "../host/mod.ts";
 import { decodeSnapshot, Hashing, KIND_NAMES, PAGE_SIZE, type RawRecord, type SnapshotImage, SnapshotWriter } from "../snapshot/mod.ts";
-import { type ChainLink, readImage, readImageBytes } from "./images.ts";
+import { type ChainLink, readImage, readImageBytes } from "../api/images.ts";
 
 const kib = (n: number) => `${(n / 1024).toFixed(n < 10240 ? 1 : 0)} KiB`;
 const mib = (n: number) => `${(n / 1048576).toFixed(1)} MiB`;

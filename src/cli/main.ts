@@ -12,6 +12,7 @@ import { checkpointSpec, collect, parseCount, parseDir, parseEnv, parseMemorySiz
 import { DEFAULT_MAX_TASKS } from "../sched/vm.ts";
 import { restoreCommand } from "./restore.ts";
 import { runCommand } from "./run.ts";
+import { parseDuration, serveCommand } from "./serve.ts";
 
 type Opts = Record<string, unknown>;
 
@@ -88,6 +89,21 @@ function program(host: Host, setCode: (n: number) => void): Command {
         verify: !!o.verify,
         encode: !!o.encode,
         output: o.output as string | undefined,
+      }));
+    });
+
+  p.command("serve")
+    .description("run the daemon: containers, their snapshots and the HTTP API (docs/api.md)")
+    .option("--listen <host:port>", "address to listen on", "127.0.0.1:7070")
+    .option("--state-dir <dir>", "where containers, snapshots and the token live (default: $XDG_STATE_HOME/crvm or ~/.local/state/crvm)")
+    .option("--token-file <file>", "read the API token from this file (default: STATE/token, made at first start)")
+    .option("--checkpoint-every <duration>", "checkpoint running containers this often (e.g. 30s), incrementally")
+    .action(async (o: Opts) => {
+      setCode(await serveCommand(host, {
+        listen: o.listen as string,
+        stateDir: o.stateDir as string | undefined,
+        tokenFile: o.tokenFile as string | undefined,
+        checkpointEvery: o.checkpointEvery === undefined ? undefined : parseDuration("--checkpoint-every", o.checkpointEvery as string),
       }));
     });
 

@@ -1,7 +1,7 @@
 // `crvm restore`: continue a checkpointed VM in this process.
 import { type DirSpec, Machine } from "../api/machine.ts";
 import type { Host } from "../host/mod.ts";
-import { readImage } from "./images.ts";
+import { readImage } from "../api/images.ts";
 import type { CheckpointSpec } from "./options.ts";
 import { drive } from "./session.ts";
 

@@ -3,7 +3,7 @@
 import { CrvmError } from "../errors.ts";
 import type { Host } from "../host/mod.ts";
 import type { Vm } from "../sched/vm.ts";
-import { writeImage } from "./images.ts";
+import { writeImage } from "../api/images.ts";
 import type { CheckpointSpec } from "./options.ts";
 
 /** Runs `vm`; returns the process exit code. */

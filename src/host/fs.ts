@@ -81,11 +81,11 @@ export function nodeFs(): HostFs {
       wrap(`utimes ${p}`, () => (follow ? fs.utimesSync : fs.lutimesSync)(p, nsToDate(a), nsToDate(m))),
     realpath: (p) => wrap(`realpath ${p}`, () => fs.realpathSync(p)),
     readFile: (p) => wrap(`read ${p}`, () => new Uint8Array(fs.readFileSync(p))),
-    writeFileAtomic(p, chunks) {
+    writeFileAtomic(p, chunks, mode = 0o644) {
       const tmp = path.join(path.dirname(p), `.${path.basename(p)}.${process.pid}.${tmpSeq++}.tmp`);
       const list = chunks instanceof Uint8Array ? [chunks] : chunks;
       wrap(`write ${p}`, () => {
-        const hfd = fs.openSync(tmp, "w", 0o644);
+        const hfd = fs.openSync(tmp, "w", mode);
         try {
           for (const c of list) {
             for (let off = 0; off < c.length;) off += fs.writeSync(hfd, c, off, c.length - off);

@@ -11,3 +11,4 @@ export type { Host, HostFs, HostStat, HostDirent, HostStdio, RuntimeInfo } from 
 export { createHost } from "./create.ts";
 export { HostFsError } from "./types.ts";
 export { progressBar, type Progress } from "./progress.ts";
+export { type FetchHandler, type HttpServer, serveHttp } from "./serve.ts";

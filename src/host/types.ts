@@ -66,7 +66,7 @@ export interface HostFs {
   /** Whole-file helpers for crvm itself (snapshots, caches, modules). */
   readFile(path: string): Uint8Array;
   /** Writes via a temporary file in the same directory and a rename: readers see the old or the new file, never a part. */
-  writeFileAtomic(path: string, chunks: Iterable<Uint8Array> | Uint8Array): void;
+  writeFileAtomic(path: string, chunks: Iterable<Uint8Array> | Uint8Array, mode?: number): void;
   mkdirp(path: string): void;
   exists(path: string): boolean;
 }

@@ -229,6 +229,16 @@ export class Vm implements TaskOwner, ProcessTable {
     return 0;
   }
 
+  /** Ends every task with `sig` (from outside a time slice): `run()` then returns "exited" (128 + sig). */
+  terminate(sig: number = SIG.KILL): void {
+    const init = this.tasks.get(this.initPid);
+    if (init && init.status !== "exited") {
+      init.kill(sig);
+      this.#settle();
+    }
+    this.#wake?.();
+  }
+
   /** After tasks exit: they become zombies, orphans go to pid 1; when pid 1 is gone, every other task ends. */
   #settle(): void {
     const init = this.tasks.get(this.initPid);

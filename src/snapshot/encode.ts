@@ -111,6 +111,11 @@ export class SnapshotWriter {
    * covered by the id itself (a 128-bit hash the decoder recomputes), so a
    * page is hashed once.
    */
+  /** Ids of the pages stored in this image so far. */
+  get storedPages(): ReadonlySet<string> {
+    return this.#pages;
+  }
+
   page(id: string, bytes: Uint8Array): void {
     this.#open();
     if (this.#pages.has(id)) {
