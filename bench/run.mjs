@@ -4,11 +4,13 @@
 // bench/results/latest.json.
 //
 //   * snapshot: `crvm bench` (src/cli/bench.ts): checkpoint/restore against a plain copy;
-//   * overhead, transform: bench/snapshot.ts (instrumentation overhead, transform cold vs cached).
+//   * overhead, transform: bench/snapshot.ts (instrumentation overhead, transform cold vs cached);
+//   * freeze: bench/freeze.ts (freeze latency of 1, 100 and 1,000 compute-bound tasks).
 //
 //   npm run bench                      # everything (several minutes)
 //   npm run bench -- --quick           # smoke run: smaller memories, fewer repetitions, no SQLite
 //   npm run bench -- --runtimes node,bun --only snapshot
+//   npm run bench -- --only freeze
 //
 // A benchmark records figures; it never fails on a time. It exits non-zero
 // only when a runtime could not produce its figures at all.
@@ -28,7 +30,7 @@ const optValue = (name) => {
 };
 const runtimes = (optValue("--runtimes") ?? "node,deno,bun").split(",").filter(Boolean);
 const only = optValue("--only");
-const sections = new Set((only ?? "snapshot,overhead,transform").split(",").filter(Boolean));
+const sections = new Set((only ?? "snapshot,overhead,transform,freeze").split(",").filter(Boolean));
 const otherSections = ["overhead", "transform"].filter((s) => sections.has(s));
 
 const bin = (name) => {
@@ -112,8 +114,22 @@ for (const name of runtimes) {
     if (other.error) run.otherError = other.error;
     else Object.assign(run, { ...other, runtime: other.runtime, loadAverage1m: run.loadAverage1m ?? other.loadAverage1m });
   }
-  if (run.snapshotError && (!otherSections.length || run.otherError)) run.error = run.snapshotError;
-  else if (!sections.has("snapshot") && run.otherError) run.error = run.otherError;
+  if (sections.has("freeze")) {
+    const fr = await runOne(name, [...runners[name]("bench/freeze.ts"), ...(quick ? ["--quick"] : [])]);
+    if (fr.error) run.freezeError = fr.error;
+    else {
+      const { runtime, machine: m, ...rest } = fr;
+      run.freeze = rest;
+      Object.assign(run, { runtime, machine: run.machine ?? m, loadAverage1m: run.loadAverage1m ?? fr.loadAverage1m });
+    }
+  }
+  // A runtime failed when every part it was asked for failed.
+  const parts = [
+    sections.has("snapshot") ? run.snapshotError : null,
+    otherSections.length ? run.otherError : null,
+    sections.has("freeze") ? run.freezeError : null,
+  ].filter((e) => e !== null);
+  if (parts.length && parts.every((e) => e !== undefined)) run.error = parts[0];
   runs.push(run);
 }
 fs.rmSync(tmp, { recursive: true, force: true });
@@ -189,6 +205,35 @@ if (trRows.length) {
   for (const { r, t } of trRows) {
     const cold = t.coldReps > 1 ? `${f(t.coldMs.median)} (median of ${t.coldReps})` : f(t.coldMs.median);
     lines.push(`| ${t.module} | ${rt(r)} | ${kb(t.sourceBytes)} → ${kb(t.instrumentedBytes)} | ${cold} | ${f(t.cachedMs.median, 2)} | ${Math.round(t.ratio)}× |`);
+  }
+}
+const frRuns = ok.filter((r) => r.freeze);
+if (frRuns.length) {
+  const fz0 = frRuns[0].freeze;
+  const sampleCounts = [...new Set(frRuns.flatMap((r) => r.freeze.freeze.map((c) => c.samples)))].join("/");
+  lines.push("");
+  lines.push(
+    `**Freeze latency** (\`bench/freeze.ts\`; N compute-bound tasks that never block; a host timer calls \`vm.freezer.freeze(root)\` after a random ` +
+      `${fz0.options.delayMs[0]}–${fz0.options.delayMs[1]} ms; latency = FROZEN − the timer's due time, so it includes the wait for an event-loop turn; ` +
+      `${sampleCounts} samples per row after a warm-up; turn = median gap between event-loop turns (SLICE_MS = ${fz0.configuredSliceMs ?? "?"}); ` +
+      `quantum = median host time of one fuel slice (${fz0.fuelSlice.toLocaleString("en-US")} checks) of the spin guest; ` +
+      `cold = one freeze ${fz0.options.coldDelayMs} ms after a new VM's first run(), in brackets the tasks that had not run yet; ` +
+      "ran = tasks that got the CPU between the first and the last sample)",
+  );
+  lines.push("");
+  lines.push("| tasks | runtime | latency median | p95 | max | turn (median / p95) | quantum | turn + quantum | cold [not started] | ran | load |");
+  lines.push("|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+  const fr = (x) => (x === undefined || x === null ? "–" : x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2));
+  const rows = [];
+  for (const r of frRuns) for (const c of r.freeze.freeze) rows.push({ r, c });
+  rows.sort((a, b) => a.c.tasks - b.c.tasks || runtimes.indexOf(a.r.runtime.name) - runtimes.indexOf(b.r.runtime.name));
+  for (const { r, c } of rows) {
+    const s = c.steady;
+    lines.push(
+      `| ${c.tasks.toLocaleString("en-US")} | ${rt(r)} | ${fr(c.latencyMs.median)} | ${fr(c.latencyMs.p95)} | ${fr(c.latencyMs.max)} | ` +
+        `${fr(s.turnIntervalMs.median)} / ${fr(s.turnIntervalMs.p95)} | ${fr(s.quantumMs?.median)} | ${fr(c.boundMs)} | ` +
+        `${fr(c.cold.latencyMs)} [${c.cold.neverRanAtRequest}] | ${c.tasksProgressedWhileSampling} | ${r.freeze.loadAverage1m?.before ?? "?"} |`,
+    );
   }
 }
 const table = lines.join("\n");
