@@ -7,7 +7,7 @@ import { ApiError } from "./errors.ts";
 import { LogBuffer } from "./logs.ts";
 import type { ContainerDef, Latest } from "./state_dir.ts";
 
-export type ContainerStatus = "running" | "frozen" | "exited" | "checkpointed";
+export type ContainerStatus = "running" | "frozen" | "exited" | "checkpointed" | "migrating";
 
 /** The image the next periodic checkpoint is incremental against. */
 export interface ImageBase {
@@ -35,6 +35,7 @@ export class Container {
   #wake: (() => void) | null = null;
   #loop: Promise<void> | null = null;
   #detached = false;
+  #lock: { reason: string; key: symbol } | null = null;
 
   constructor(public def: ContainerDef, readonly log: LogBuffer, private readonly onExit: (c: Container) => void) {}
 
@@ -44,6 +45,7 @@ export class Container {
 
   get status(): ContainerStatus {
     if (this.def.state !== "running") return this.def.state;
+    if (this.#lock) return "migrating";
     return this.machine?.vm.freezing ? "frozen" : "running";
   }
 
@@ -78,18 +80,39 @@ export class Container {
     this.#wake?.();
   }
 
-  async freeze(group = "/"): Promise<void> {
-    await this.#live().freeze(group);
+  /**
+   * Reserves the running container for one operation of many steps (a
+   * migration, on either side): until `unlock`, every other freeze, thaw,
+   * kill, checkpoint or removal gets a 409 with `reason`; the holder passes
+   * the returned key to those calls.
+   */
+  lock(reason: string): symbol {
+    this.#live();
+    const key = Symbol(reason);
+    this.#lock = { reason, key };
+    return key;
   }
 
-  async thaw(group = "/"): Promise<void> {
-    await this.#live().thaw(group);
+  unlock(key: symbol): void {
+    if (this.#lock?.key === key) this.#lock = null;
+  }
+
+  get locked(): boolean {
+    return this.#lock !== null;
+  }
+
+  async freeze(group = "/", key?: symbol): Promise<void> {
+    await this.#live(key).freeze(group);
+  }
+
+  async thaw(group = "/", key?: symbol): Promise<void> {
+    await this.#live(key).thaw(group);
     this.kick();
   }
 
   /** Ends every task with a signal; resolves when the loop has seen the exit. */
-  async kill(signal = 9): Promise<void> {
-    const m = this.#live();
+  async kill(signal = 9, key?: symbol): Promise<void> {
+    const m = this.#live(key);
     m.vm.terminate(signal);
     this.kick();
     await this.#loop;
@@ -99,8 +122,8 @@ export class Container {
    * Stops running it without ending its tasks (after a checkpoint that stops
    * it, or once it runs elsewhere): the machine is dropped, as if frozen forever.
    */
-  async detach(state: "checkpointed" | "exited"): Promise<void> {
-    const m = this.#live();
+  async detach(state: "checkpointed" | "exited", key?: symbol): Promise<void> {
+    const m = this.#live(key);
     this.#detached = true;
     m.vm.requestFreeze();
     this.kick();
@@ -114,7 +137,8 @@ export class Container {
     return this.machine?.tasks() ?? [];
   }
 
-  #live(): Machine {
+  #live(key?: symbol): Machine {
+    if (this.#lock && this.#lock.key !== key) throw new ApiError(409, this.#lock.reason);
     if (!this.machine) throw new ApiError(409, `container "${this.name}" is not running (${this.status})`);
     return this.machine;
   }

@@ -11,6 +11,7 @@ import { Container, containerHost } from "./container.ts";
 import { ApiError } from "./errors.ts";
 import { DEFAULT_LOG_CAP, LogBuffer } from "./logs.ts";
 import { Metrics } from "./metrics.ts";
+import { type FetchLike, Migrations } from "./migrate_in.ts";
 import { type ContainerDef, StateDir } from "./state_dir.ts";
 
 export interface DaemonOptions {
@@ -23,6 +24,10 @@ export interface DaemonOptions {
   logCap?: number;
   /** Where the daemon reports what it does (a line at a time); default: nowhere. */
   report?: (line: string) => void;
+  /** Outgoing HTTP of migrations (tests pass another app's `request`); default: the global fetch. */
+  fetch?: FetchLike;
+  /** An incoming migration without a request for this long, and not acknowledged, is dropped (ms; default 60 s). */
+  migrationTimeout?: number;
 }
 
 export interface CreateRequest {
@@ -48,9 +53,12 @@ export class Daemon {
   readonly state: StateDir;
   #timer: ReturnType<typeof setInterval> | null = null;
   #periodic: Promise<void> | null = null;
+  /** Migrations in both directions (migrate.ts, migrate_in.ts). */
+  readonly migrations: Migrations;
 
   private constructor(readonly host: Host, private readonly opts: DaemonOptions) {
     this.state = new StateDir(host, opts.stateDir);
+    this.migrations = new Migrations(opts.fetch, opts.migrationTimeout ?? 60_000, (line) => this.#report(line));
   }
 
   /** Opens the state directory and restores every container that was running from its latest snapshot. */
@@ -136,8 +144,13 @@ export class Daemon {
     return c;
   }
 
-  /** Makes a container from an image (a restore or an incoming migration); it runs unless `frozen`. */
-  async adopt(name: string, image: SnapshotImage, opts: { frozen?: boolean; logStart?: number; dirs?: DirSpec[] } = {}): Promise<Container> {
+  /**
+   * Makes a container from an image (a restore or an incoming migration); it
+   * runs unless `frozen`. An `incoming` one is not written to the state
+   * directory until the migration commits (`persist`): a daemon that stops
+   * before that forgets it.
+   */
+  async adopt(name: string, image: SnapshotImage, opts: { frozen?: boolean; logStart?: number; dirs?: DirSpec[]; incoming?: boolean } = {}): Promise<Container> {
     this.#checkNewName(name);
     const log = new LogBuffer(this.opts.logCap ?? DEFAULT_LOG_CAP, opts.logStart ?? 0);
     const machine = await Machine.restore(image, { host: containerHost(this.host, log), name, frozen: opts.frozen, dirs: opts.dirs });
@@ -154,13 +167,18 @@ export class Daemon {
       state: "running",
       exitCode: null,
     };
-    this.state.saveModule(name, mod.source);
-    this.state.saveDef(def);
     const c = new Container(def, log, (x) => this.#exited(x));
+    if (!opts.incoming) this.persist(c, mod.source);
     this.containers.set(name, c);
     c.start(machine);
     this.metrics.restored++;
     return c;
+  }
+
+  /** Writes a container's module and definition to the state directory. */
+  persist(c: Container, module: Uint8Array): void {
+    this.state.saveModule(c.name, module);
+    this.state.saveDef(c.def);
   }
 
   get(name: string): Container {
@@ -224,7 +242,7 @@ export class Daemon {
   /** Writes the container's snapshot into the state directory. */
   async snapshot(c: Container): Promise<void> {
     const m = c.machine;
-    if (!m) return;
+    if (!m || c.locked) return;
     const t0 = performance.now();
     await c.freeze("/");
     const base = c.base && c.base.latest.chain.length < CHAIN_MAX ? c.base : null;
@@ -252,16 +270,17 @@ export class Daemon {
     await this.get(name).kill(signal);
   }
 
-  /** Kills (if needed) and forgets a container, with its state. */
-  async remove(name: string): Promise<void> {
+  /** Kills (if needed) and forgets a container, with its state (`key`: the holder of its lock). */
+  async remove(name: string, key?: symbol): Promise<void> {
     const c = this.get(name);
-    if (c.machine) await c.detach("exited");
+    if (c.machine) await c.detach("exited", key);
     this.containers.delete(name);
     this.state.remove(name);
   }
 
   async close(): Promise<void> {
     if (this.#timer) clearInterval(this.#timer);
+    this.migrations.close();
     await this.#periodic;
   }
 
