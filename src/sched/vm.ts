@@ -78,6 +78,8 @@ export class Vm implements TaskOwner, ProcessTable {
   /** The id the next checkpoint taken by a guest gets (positive, increasing). */
   nextCheckpointId = 1;
   #turnAt = Infinity;
+  /** The pid the scheduler ran last: the next round starts after it, also across `run()` calls. */
+  #last = 0;
   #freezeAtMs = Infinity;
   #freezeAtYield = Infinity;
   #yields = 0;
@@ -139,8 +141,20 @@ export class Vm implements TaskOwner, ProcessTable {
 
   freezeWanted(task: Task): boolean {
     this.#yields++;
-    if (this.#yields >= this.#freezeAtYield || performance.now() >= this.#freezeAtMs) this.freezer.root.frozen = true;
+    if (this.#yields >= this.#freezeAtYield) this.#policyFreeze();
+    else this.#timedFreeze();
     return this.freezer.isFrozen(task.pid);
+  }
+
+  /** A freeze policy is one-shot: once due it freezes the VM and is gone (a later thaw does not refreeze). */
+  #policyFreeze(): void {
+    this.freezer.root.frozen = true;
+    this.#freezeAtMs = Infinity;
+    this.#freezeAtYield = Infinity;
+  }
+
+  #timedFreeze(): void {
+    if (performance.now() >= this.#freezeAtMs) this.#policyFreeze();
   }
 
   turnDue(): boolean {
@@ -338,7 +352,7 @@ export class Vm implements TaskOwner, ProcessTable {
         if (init.status === "exited") return { kind: "exited", code: init.exitCode ?? 0, trap: init.trap };
         this.#wakeSatisfied();
         this.freezer.settle();
-        const ready = [...this.tasks.values()].filter((t) => this.#runnable(t));
+        const ready = this.#rotate([...this.tasks.values()].filter((t) => this.#runnable(t)));
         if (ready.length === 0) {
           if (this.#loads.size === 0 && [...this.tasks.values()].every((t) => t.status === "exited" || this.freezer.isFrozen(t.pid))) {
             return { kind: "frozen" };
@@ -359,7 +373,7 @@ export class Vm implements TaskOwner, ProcessTable {
           if (this.turnDue()) {
             this.freezer.settle();
             await new Promise((r) => setTimeout(r, 0));
-            if (performance.now() >= this.#freezeAtMs) this.freezer.root.frozen = true;
+            this.#timedFreeze();
             this.#turnAt = performance.now() + SLICE_MS;
             if (t.interrupted && this.#runnable(t)) i--;
           }
@@ -370,8 +384,17 @@ export class Vm implements TaskOwner, ProcessTable {
     }
   }
 
+  /** The round-robin order: the tasks after the one that ran last, then the others. */
+  #rotate(ready: Task[]): Task[] {
+    const i = ready.findIndex((t) => t.pid > this.#last);
+    return i <= 0 ? ready : [...ready.slice(i), ...ready.slice(0, i)];
+  }
+
   /** Runs one task until it suspends, then does what its suspension asks of the VM. */
   #step(t: Task): void {
+    // A task that never ran, in a frozen group, stops at its first fuel check instead of running a whole quantum.
+    if (t.frames === null && this.freezer.isFrozen(t.pid)) t.setFuel(0);
+    this.#last = t.pid;
     this.#current = t;
     const status: TaskStatus = t.run();
     this.#current = null;
@@ -419,7 +442,7 @@ export class Vm implements TaskOwner, ProcessTable {
     await Promise.race(wakers);
     for (const tm of timers) clearTimeout(tm);
     this.#wake = null;
-    if (performance.now() >= this.#freezeAtMs) this.freezer.root.frozen = true;
+    this.#timedFreeze();
     this.#turnAt = performance.now() + SLICE_MS;
     // The next round marks ready exactly the tasks whose wait is over.
   }
