@@ -18,7 +18,7 @@ export class LogBuffer {
   #bytes = 0;
   #start: number;
   #closed = false;
-  #waiters: (() => void)[] = [];
+  #waiters = new Set<() => void>();
 
   /** `start`: the offset of the first byte (non-zero for a log continued from elsewhere). */
   constructor(readonly cap = DEFAULT_LOG_CAP, start = 0) {
@@ -84,16 +84,21 @@ export class LogBuffer {
       if (data.length > 0) yield data;
       next = start + data.length;
       if (this.#closed || signal?.aborted) return;
+      // One listener and one waiter per wait, both gone once it ends: a long follow must not pile
+      // up abort listeners on the signal, nor an aborted one stay in the waiters.
       await new Promise<void>((resolve) => {
-        this.#waiters.push(resolve);
-        signal?.addEventListener("abort", () => resolve(), { once: true });
+        const done = () => {
+          this.#waiters.delete(done);
+          signal?.removeEventListener("abort", done);
+          resolve();
+        };
+        this.#waiters.add(done);
+        signal?.addEventListener("abort", done);
       });
     }
   }
 
   #wake(): void {
-    const w = this.#waiters;
-    this.#waiters = [];
-    for (const f of w) f();
+    for (const f of [...this.#waiters]) f();
   }
 }
