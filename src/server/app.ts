@@ -220,8 +220,15 @@ function groupOf(c: Container, group: string | undefined): string {
 }
 
 function decodeBase64(s: string): Uint8Array {
-  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(s)) throw new ApiError(400, "bad request body: module.base64: not base64");
-  const bin = atob(s);
+  const bad = () => new ApiError(400, "bad request body: module.base64: not base64");
+  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(s)) throw bad();
+  let bin: string;
+  try {
+    bin = atob(s);
+  } catch {
+    // Only the alphabet was checked: 4n+1 characters, or padding where it does not fit, still fail.
+    throw bad();
+  }
   const out = new Uint8Array(bin.length);
   for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
   return out;
