@@ -1,7 +1,7 @@
 // The HTTP API (/v1, docs/api.md) as a hono app. `createApp` never starts a
 // server: `crvm serve` hands `app.fetch` to the runtime's server, and tests
 // call `app.request()`.
-import { Hono } from "hono";
+import { type Context, Hono } from "hono";
 import { bearerAuth } from "hono/bearer-auth";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
@@ -117,7 +117,12 @@ export function createApp(daemon: Daemon, opts: AppOptions): Hono {
     bearerAuth({
       token: opts.token,
       noAuthenticationHeader: denied("missing Authorization: Bearer <token>"),
-      invalidAuthenticationHeader: denied("malformed Authorization header"),
+      // Another scheme, or no token after "Bearer", carries no credentials: a 401 like a missing
+      // header (RFC 6750 section 3.1), not hono's default 400.
+      invalidAuthenticationHeader: {
+        message: (c: Context) => c.json({ error: "malformed Authorization header: expected Bearer <token>" }, 401),
+        wwwAuthenticateHeader: 'Bearer realm=""',
+      },
       invalidToken: denied("invalid token"),
     }),
   );
