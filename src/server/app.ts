@@ -160,15 +160,26 @@ export function createApp(daemon: Daemon, opts: AppOptions): Hono {
     if (!Number.isSafeInteger(from) || from < 0) throw new ApiError(400, `bad "from": ${c.req.query("from")}`);
     const headers = { "Content-Type": "application/octet-stream", "X-Crvm-Log-Start": String(Math.max(from, x.log.start)) };
     if (c.req.query("follow") === undefined || c.req.query("follow") === "0") return c.body(x.log.read(from).data as Uint8Array<ArrayBuffer>, 200, headers);
-    const abort = c.req.raw.signal;
-    const it = x.log.follow(from, abort);
+    // Ends the follow when the client goes (the request's signal) or cancels the body: a return()
+    // alone would wait behind a next() that waits for output a frozen container never writes.
+    const stop = new AbortController();
+    const gone = () => stop.abort();
+    if (c.req.raw.signal.aborted) stop.abort();
+    else c.req.raw.signal.addEventListener("abort", gone, { once: true });
+    const it = x.log.follow(from, stop.signal);
     const stream = new ReadableStream<Uint8Array>({
       async pull(ctrl) {
         const r = await it.next();
-        if (r.done) ctrl.close();
-        else ctrl.enqueue(r.value);
+        if (r.done) {
+          c.req.raw.signal.removeEventListener("abort", gone);
+          ctrl.close();
+        } else ctrl.enqueue(r.value);
       },
-      cancel: () => void it.return(undefined),
+      cancel: () => {
+        c.req.raw.signal.removeEventListener("abort", gone);
+        stop.abort();
+        void it.return(undefined);
+      },
     });
     return c.body(stream, 200, headers);
   });
