@@ -76,3 +76,87 @@ export function readTree(dir: string): Record<string, string> {
 }
 
 export const guest = (name: string) => path.join(GUESTS, `${name}.wasm`);
+
+/** A `crvm serve` started by a test (startServe). */
+export interface Served {
+  rt: Runtime;
+  /** http://127.0.0.1:PORT */
+  url: string;
+  stateDir: string;
+  tokenFile: string;
+  /** CLI flags that point a client at it: --host URL --token-file FILE. */
+  flags: string[];
+  stderr(): string;
+  /** SIGTERM and wait for the exit (the daemon stops cleanly). */
+  stop(): Promise<number>;
+  /** SIGKILL to its whole process group (Bun's relaunched child too), as a crash would. */
+  crash(): Promise<void>;
+}
+
+const served = new Set<ReturnType<typeof spawn>>();
+process.on("exit", () => {
+  for (const c of served) {
+    try {
+      process.kill(-c.pid!, "SIGKILL");
+    } catch { /* gone */ }
+  }
+});
+
+/**
+ * Starts `crvm serve --listen 127.0.0.1:0` on a runtime and resolves once it
+ * listens (the port is read from its "listening on http://…" line).
+ * `stateDir` defaults to a new temporary directory; `stateDir: null` leaves
+ * --state-dir out (the daemon then uses $XDG_STATE_HOME/crvm: pass it in `env`).
+ */
+export function startServe(rt: Runtime, opts: { stateDir?: string | null; args?: string[]; env?: Record<string, string> } = {}): Promise<Served> {
+  const stateDir = opts.stateDir === undefined ? tmpDir("crvm-serve-") : opts.stateDir;
+  const [cmd, ...pre] = command(rt);
+  const args = [...pre, "serve", "--listen", "127.0.0.1:0", ...(stateDir !== null ? ["--state-dir", stateDir] : []), ...(opts.args ?? [])];
+  // Its own process group, so that a crash takes Bun's relaunched child with it.
+  const child = spawn(cmd!, args, { cwd: ROOT, env: { ...process.env, NO_COLOR: "1", ...opts.env }, stdio: ["ignore", "ignore", "pipe"], detached: true });
+  served.add(child);
+  let err = "";
+  const exited = new Promise<number>((resolve) => child.on("close", (code, signal) => {
+    served.delete(child);
+    resolve(code ?? (signal ? 128 : -1));
+  }));
+  const signalGroup = (sig: NodeJS.Signals) => {
+    try {
+      process.kill(-child.pid!, sig);
+    } catch { /* already gone */ }
+  };
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      signalGroup("SIGKILL");
+      reject(new Error(`crvm serve on ${rt} did not start within 60 s: ${err}`));
+    }, 60_000);
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`crvm serve on ${rt} exited with ${code} before listening: ${err}`));
+    });
+    let listening = false;
+    child.stderr!.on("data", (d: Buffer) => {
+      err += d.toString();
+      const m = /listening on (http:\/\/[^;\s]+); state in ([^;]+); (?:new token written to|token from) (\S+)\n/.exec(err);
+      if (!m || listening) return;
+      listening = true;
+      clearTimeout(timer);
+      resolve({
+        rt,
+        url: m[1]!,
+        stateDir: m[2]!,
+        tokenFile: m[3]!,
+        flags: ["--host", m[1]!, "--token-file", m[3]!],
+        stderr: () => err,
+        stop: () => {
+          signalGroup("SIGTERM");
+          return exited;
+        },
+        crash: async () => {
+          signalGroup("SIGKILL");
+          await exited;
+        },
+      });
+    });
+  });
+}
