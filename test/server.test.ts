@@ -101,8 +101,16 @@ describe("crvm serve and its CLI, over loopback", () => {
     expect(chaos.code, chaos.stderr).toBe(0);
   });
 
+  /** Daemons a test starts itself: stopped at the end even if the test failed halfway. */
+  const others: Served[] = [];
+  const serveAnother = async (...args: Parameters<typeof startServe>) => {
+    const s = await startServe(...args);
+    others.push(s);
+    return s;
+  };
+
   afterAll(async () => {
-    await Promise.all([A?.stop(), B?.stop()]);
+    await Promise.all([A?.stop(), B?.stop(), ...others.map((s) => s.stop())]);
   });
 
   it("run --detach, then logs -f, prints exactly what a plain run prints (clients on node, deno, bun)", async () => {
@@ -232,7 +240,7 @@ describe("crvm serve and its CLI, over loopback", () => {
     // No --state-dir and no --token-file anywhere: the daemon and the clients find both under $XDG_STATE_HOME.
     const xdg = tmpDir();
     const env = { XDG_STATE_HOME: xdg, CRVM_TOKEN_FILE: "" };
-    const first = await startServe("bun", { stateDir: null, args: ["--checkpoint-every", "200ms"], env });
+    const first = await serveAnother("bun", { stateDir: null, args: ["--checkpoint-every", "200ms"], env });
     expect(first.stateDir).toBe(path.join(xdg, "crvm"));
     const cli = (rt: "node" | "deno" | "bun", args: string[], url: string) => crvm(rt, args, { env: { ...env, CRVM_HOST: url } });
     expect(ok(await cli("node", ["run", "--host", first.url, "--name", "survivor", "-d", guest("ticker"), "600"], first.url))).toBe("survivor\n");
@@ -242,13 +250,12 @@ describe("crvm serve and its CLI, over loopback", () => {
     await first.crash();
     expect(atCrash.status).toBe("running"); // killed mid-run, not after the end
 
-    const second = await startServe("bun", { stateDir: null, args: ["--checkpoint-every", "200ms"], env });
+    const second = await serveAnother("bun", { stateDir: null, args: ["--checkpoint-every", "200ms"], env });
     expect(second.stderr()).toMatch(/restored survivor from images\/\d+\.snap/);
     const log = ok(await cli("deno", ["logs", "-f", "survivor"], second.url));
     expect(log).toBe(plain.t600);
     const ps = ok(await cli("bun", ["ps"], second.url));
     expect(ps).toMatch(/^survivor\s+exited \(0\)/m);
-    await second.stop();
   });
 
   it("migrate moves a container there (live, running) and back (frozen), and the logs of the three stretches make the plain output", async () => {
