@@ -28,9 +28,8 @@ function splitAtCheckpoint(out: string, nth = 1): { before: string; id: number; 
 
 /**
  * A directory as the guest's /data was when it took its checkpoint: the
- * image files it had open then, still empty. (A self-checkpoint's image is
- * itself an open file in the image, recorded with size 0: see the it.fails
- * tests below.)
+ * image files it had open then, still empty (a restore elsewhere, on a copy
+ * of the directory as it was, works as well as one in place).
  */
 function dataAtCheckpoint(...emptyFiles: string[]): string {
   const d = tmpDir();
@@ -68,11 +67,8 @@ describe("a task checkpoints itself (ckpt_self)", () => {
     expect(back.stdout.toString()).toBe(`restored (id 0)\n${second.after}`);
   });
 
-  // Known bug (src/checkpoint/guest_call.ts + dump.ts): the image records
-  // nextCheckpointId before the id it hands out, so a VM restored from the
-  // first image gives its next checkpoint the id 1 again, not 2: the restored
-  // run's tail differs from the first run's ("checkpoint id 1" vs 2).
-  it.fails("continues the checkpoint ids of the VM it was restored from", async () => {
+  // The image records the id after the one it hands out: the restored run's second checkpoint gets id 2 as in the first run.
+  it("continues the checkpoint ids of the VM it was restored from", async () => {
     const data = tmpDir();
     const r = await ok(crvm("bun", ["run", "--dir", `${data}::/data`, guest("ckpt_self"), "/data/self.img", "twice"]));
     const first = splitAtCheckpoint(r.stdout.toString(), 1);
@@ -80,13 +76,9 @@ describe("a task checkpoints itself (ckpt_self)", () => {
     expect(back.stdout.toString()).toBe(`restored (id 0)\n${first.after}`);
   });
 
-  // Known bug (src/checkpoint/fds.ts with guest_call.ts): the image is dumped
-  // while its own target file is open in the caller, so it records that host
-  // file with size 0; once the image is written there, `crvm restore IMAGE`
-  // refuses it: "file .../self.img changed size since the checkpoint (0 → N
-  // bytes)". The tests above restore against a directory as it was at the
-  // checkpoint instead.
-  it.fails("restores in place, next to the image the guest wrote", async () => {
+  // The image is written into a file the caller has open: the image records that file as growing by the image
+  // (imageTarget), so a restore in place accepts it and puts the fd's offset past the image, as after the call.
+  it("restores in place, next to the image the guest wrote", async () => {
     const data = tmpDir();
     const r = await ok(crvm("bun", ["run", "--dir", `${data}::/data`, guest("ckpt_self"), "/data/self.img"]));
     const { after } = splitAtCheckpoint(r.stdout.toString());

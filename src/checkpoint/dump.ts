@@ -5,6 +5,7 @@ import { CrvmError } from "../errors.ts";
 import type { Zombie } from "../sched/process_calls.ts";
 import type { Pending, Task } from "../sched/task.ts";
 import type { Vm } from "../sched/vm.ts";
+import type { CrvmFd } from "../wasi/fd.ts";
 import { bytesToHex, type Hashing, type ModuleEntry, type ParentRef, type Sink, SnapshotWriter, type TaskRecord, type WriteStats } from "../snapshot/mod.ts";
 import { FdDumper } from "./fds.ts";
 import { dumpGlobals } from "./globals.ts";
@@ -40,6 +41,8 @@ export interface DumpScope {
   caller?: { pid: number; pending: Pending };
   /** The freezer group the tasks were frozen in; a restore thaws it unless the caller is in the image. */
   group: string;
+  /** The fd the caller writes this image into (a host file is recorded as growing by it). */
+  imageFile?: CrvmFd;
 }
 
 /** Task `pid` and its descendants, parents before children, and the zombies among them. */
@@ -110,7 +113,11 @@ export function dumpVm(vm: Vm, hashing: Hashing, sink: Sink, opts: DumpOptions):
     w.blob(id, bytes);
     return id;
   };
-  const fds = new FdDumper(blob, vm.host);
+  const fds = new FdDumper(blob, vm.host, scope.imageFile);
+  const unsent = (t: Task) => {
+    const bytes = vm.checkpointer?.unsent(t);
+    return bytes ? { unsent: blob(bytes) } : {};
+  };
   const tasks: TaskRecord[] = live.map((t) => ({
     pid: t.pid,
     ppid: t.pid === scope.root ? 0 : t.ppid,
@@ -124,6 +131,7 @@ export function dumpVm(vm: Vm, hashing: Hashing, sink: Sink, opts: DumpOptions):
     fds: t.fds.entries().map(([fd, obj]) => [fd, fds.fileId(obj)]),
     ...(t.stopped ? { stopped: true } : {}),
     group: vm.freezer.groupOf(t.pid).path,
+    ...unsent(t),
   }));
   const zombies = zombieList.map((z) => ({ pid: z.pid, ppid: z.ppid, code: z.exitCode, signal: z.exitSignal }));
   w.vm({

@@ -31,7 +31,8 @@ export class FdDumper {
   readonly #inodeIds = new Map<MemInode, number>();
   readonly #preopens = new Map<HostPreopen, number>();
 
-  constructor(private readonly blob: (bytes: Uint8Array) => number, private readonly host: Host) {}
+  /** `imageTarget`: the fd a self-checkpoint writes its image into (recorded as growing by it). */
+  constructor(private readonly blob: (bytes: Uint8Array) => number, private readonly host: Host, private readonly imageTarget?: CrvmFd) {}
 
   inodeId(node: MemInode): number {
     const known = this.#inodeIds.get(node);
@@ -134,6 +135,7 @@ export class FdDumper {
         fdflags: obj.fdflags,
         size: st.size.toString(),
         mtimeNs: st.mtimeNs.toString(),
+        ...(obj === this.imageTarget ? { imageTarget: true as const } : {}),
       };
     } else throw new SnapshotError(`Cannot checkpoint an fd of kind "${obj.kind}"`);
     this.files[id] = rec;
@@ -296,12 +298,13 @@ export function restoreFiles(rec: VmRecord, image: SnapshotImage, e: FileRestore
           throw new SnapshotError(`${e.what}: file ${path}, open in the guest as ${p.guestPath}/${f.rel}, is missing`);
         }
         const size = e.host.fs.fstat(hfd).size;
-        if (size.toString() !== f.size) {
+        if (size.toString() !== f.size && !(f.imageTarget && size >= BigInt(f.size))) {
           e.host.fs.close(hfd);
           throw new SnapshotError(`${e.what}: file ${path} changed size since the checkpoint (${f.size} → ${size} bytes)`);
         }
         const fd = new HostFileFd(e.host.fs, p, f.rel, hfd, { readable: f.readable, writable: f.writable, append: f.append, fdflags: f.fdflags });
-        fd.pos = BigInt(f.pos);
+        // The image itself was written into this file after its size was taken: the call returned with the offset past it.
+        fd.pos = BigInt(f.pos) + (f.imageTarget ? size - BigInt(f.size) : 0n);
         obj = fd;
         break;
       }

@@ -22,6 +22,7 @@ type CallState = { ckpt: number };
 interface Request {
   root: number | undefined;
   group: FreezerGroup | null;
+  fd: number;
 }
 
 interface Outgoing {
@@ -78,7 +79,7 @@ export class GuestCheckpoints implements GuestCheckpointer {
       group = g;
       if (!vm.freezer.isFrozen(t.pid) || t.frames === null || vm.freezer.state(g) !== "FROZEN") return EBUSY;
     }
-    return { root: subtree ? pid : undefined, group };
+    return { root: subtree ? pid : undefined, group, fd };
   }
 
   take(task: Task): void {
@@ -89,12 +90,15 @@ export class GuestCheckpoints implements GuestCheckpointer {
     const group = req.group ?? vm.freezer.root;
     const inImage = req.root === undefined || req.root === task.pid;
     const done = req.group ? vm.freezer.beginCheckpoint(req.group) : () => {};
+    // The image records the next id, so ids keep increasing in a VM restored from it.
+    const id = vm.nextCheckpointId++;
     try {
       dumpVm(vm, this.hashing, (c) => chunks.push(c.slice()), {
         runtime: this.runtime,
         scope: {
           ...(req.root !== undefined ? { root: req.root } : {}),
           group: group.path,
+          imageFile: task.fds.get(req.fd),
           ...(inImage ? { caller: { pid: task.pid, pending: { call: task.pending!.call, wait: { yield: true }, state: { ckpt: 0 } } } } : {}),
         },
       });
@@ -102,7 +106,6 @@ export class GuestCheckpoints implements GuestCheckpointer {
       done();
       return this.#resume(task, { ckpt: -EIO });
     }
-    const id = vm.nextCheckpointId++;
     this.#outgoing.set(task, { chunks, offset: 0, done });
     this.#resume(task, { ckpt: id });
   }
@@ -112,11 +115,33 @@ export class GuestCheckpoints implements GuestCheckpointer {
     task.status = "ready";
   }
 
+  /** The rest of an image this call was writing when the whole VM was checkpointed (kept in that image). */
+  #restored(task: Task): Outgoing | undefined {
+    const bytes = this.vm.unsent.get(task.pid);
+    if (!bytes) return undefined;
+    this.vm.unsent.delete(task.pid);
+    const out = { chunks: [bytes], offset: 0, done: () => {} };
+    this.#outgoing.set(task, out);
+    return out;
+  }
+
+  unsent(task: Task): Uint8Array | null {
+    const out = this.#outgoing.get(task);
+    if (!out) return this.vm.unsent.get(task.pid) ?? null;
+    const rest = out.chunks.map((c, i) => (i === 0 ? c.subarray(out.offset) : c));
+    const bytes = new Uint8Array(rest.reduce((n, c) => n + c.length, 0));
+    let o = 0;
+    for (const c of rest) {
+      bytes.set(c, o);
+      o += c.length;
+    }
+    return bytes;
+  }
+
   /** Writes what is left of the image; suspends while the fd cannot take more. */
   #stream(task: Task, ctx: SyscallContext, fd: number, id: number, idOut: number): number {
     if (id < 0) return -id;
-    const out = this.#outgoing.get(task);
-    // Restored from an image taken while this checkpoint was being written: its bytes are not in that image.
+    const out = this.#outgoing.get(task) ?? this.#restored(task);
     if (!out) return EIO;
     const finish = (errno: number) => {
       this.#outgoing.delete(task);

@@ -98,6 +98,7 @@ export async function restoreVm(image: SnapshotImage, opts: RestoreOptions): Pro
     task.pending = restorePending(tr.pending, tw);
     task.status = task.pending.wait.freeze || task.pending.wait.yield ? "ready" : "suspended";
     task.stopped = !!tr.stopped;
+    if (tr.unsent !== undefined) vm.unsent.set(tr.pid, image.blobs.get(tr.unsent)!);
     const group = vm.freezer.get(tr.group ?? "/");
     if (!group) throw new SnapshotError(`${tw}: no freezer group ${tr.group}`);
     tasks.push({ task, group });

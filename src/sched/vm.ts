@@ -27,6 +27,8 @@ export interface GuestCheckpointer {
   call(task: Task, ctx: SyscallContext, pid: number, fd: number, flags: number, idOut: number): number;
   /** Takes the image; the VM calls it once the caller is unwound at the call. */
   take(task: Task): void;
+  /** The image bytes `task`'s pending call has still to write (a checkpoint of the VM keeps them), or null. */
+  unsent(task: Task): Uint8Array | null;
 }
 
 /** When the VM should freeze by itself (`crvm run --checkpoint-after`). */
@@ -77,6 +79,8 @@ export class Vm implements TaskOwner, ProcessTable {
   checkpointer: GuestCheckpointer | null = null;
   /** The id the next checkpoint taken by a guest gets (positive, increasing). */
   nextCheckpointId = 1;
+  /** Image bytes restored tasks' checkpoint calls have still to write, by pid (the checkpointer takes them). */
+  readonly unsent = new Map<number, Uint8Array>();
   #turnAt = Infinity;
   /** The pid the scheduler ran last: the next round starts after it, also across `run()` calls. */
   #last = 0;

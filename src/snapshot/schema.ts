@@ -51,7 +51,7 @@ const fileSchema = z.discriminatedUnion("kind", [
   z.strictObject({ id, kind: z.literal("hostdir"), preopen: id, rel: z.string().max(4096) }),
   z.strictObject({
     id, kind: z.literal("hostfile"), preopen: id, rel: z.string().max(4096), pos: udecimal, append: z.boolean(), readable: z.boolean(),
-    writable: z.boolean(), fdflags: uint, size: udecimal, mtimeNs: decimal,
+    writable: z.boolean(), fdflags: uint, size: udecimal, mtimeNs: decimal, imageTarget: z.literal(true).optional(),
   }),
   z.strictObject({ id, kind: z.literal("cgrouppreopen") }),
   z.strictObject({ id, kind: z.literal("cgroupdir"), group: groupPath.nullable() }),
@@ -110,6 +110,7 @@ const taskSchema = z.strictObject({
   fds: z.array(z.tuple([z.number().int().nonnegative().max(LIMITS.fds), id])).max(LIMITS.fds),
   stopped: z.boolean().optional(),
   group: z.string().max(4096).optional(),
+  unsent: id.optional(),
 });
 
 const groupSchema = z.strictObject({ path: groupPath, frozen: z.boolean() });
@@ -296,6 +297,7 @@ export function checkVm(
     if (t.pid >= vm.nextPid) return bad(`${w}: pid is not below nextPid ${vm.nextPid}`);
     if (!ctx.modules.has(t.moduleId)) return bad(`${w} refers to missing module ${t.moduleId}`);
     if (!ctx.blobs.has(t.frames)) return bad(`${w} refers to missing stack blob ${t.frames}`);
+    if (t.unsent !== undefined && !ctx.blobs.has(t.unsent)) return bad(`${w} refers to missing blob ${t.unsent}`);
     let last = -1;
     for (const [index, page] of t.memory.map) {
       if (index >= t.memory.pages) return bad(`${w}: page ${index} lies outside its memory of ${t.memory.pages} pages`);

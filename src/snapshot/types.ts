@@ -119,6 +119,12 @@ export type FileRecord =
     fdflags: number;
     size: string;
     mtimeNs: string;
+    /**
+     * The file a self-checkpoint was being written into: it grew by the
+     * image after `size` was taken, so a restore checks nothing about its
+     * size and moves `pos` by what it grew.
+     */
+    imageTarget?: true;
   };
 
 /** Access, modification and change times, ns since the epoch as decimal strings. */
@@ -157,6 +163,8 @@ export interface TaskRecord {
   stopped?: boolean;
   /** Path of its freezer group ("/" when absent). */
   group?: string;
+  /** Blob of the image bytes its pending crvm.checkpoint call had still to write. */
+  unsent?: number;
 }
 
 /** A freezer group; `frozen` is its own freeze setting (cgroup.freeze). Parents come before children. */
