@@ -2,7 +2,8 @@
 // cgroup.events) and what its directory fds share with them: how an fd names
 // its group, inode numbers and stat. Private to src/freezer/; cgroupfs.ts is
 // the public surface and documents the errno choices.
-import { CrvmFd, CrvmFilestat, ERRNO_WOULDBLOCK, wasi } from "../wasi/fd.ts";
+import { CrvmFilestat, ERRNO_WOULDBLOCK, wasi } from "../wasi/fd.ts";
+import { FileFdBase, fileRights } from "../wasi/_fs_common.ts";
 import { FreezerError, type Freezer, type FreezerGroup } from "./freezer.ts";
 
 /** What the cgroup filesystem needs from its VM; `Vm` has exactly these members. */
@@ -134,13 +135,8 @@ export class CgroupBinding {
   }
 }
 
-const R = (n: number) => BigInt(n);
-const FILE_RIGHTS_COMMON = R(wasi.RIGHTS_FD_SEEK) | R(wasi.RIGHTS_FD_TELL) | R(wasi.RIGHTS_FD_FDSTAT_SET_FLAGS) |
-  R(wasi.RIGHTS_FD_FILESTAT_GET) | R(wasi.RIGHTS_FD_SYNC) | R(wasi.RIGHTS_FD_ADVISE) | R(wasi.RIGHTS_POLL_FD_READWRITE);
-const FILE_RIGHTS_WRITE = R(wasi.RIGHTS_FD_WRITE) | R(wasi.RIGHTS_FD_DATASYNC) | R(wasi.RIGHTS_FD_FILESTAT_SET_SIZE);
 /** What a file opened under a group directory may get (wasi-libc masks an open's rights with these). */
-export const FILE_RIGHTS_ALL = FILE_RIGHTS_COMMON | R(wasi.RIGHTS_FD_READ) | FILE_RIGHTS_WRITE;
-const FDFLAGS_KEPT = wasi.FDFLAGS_APPEND | wasi.FDFLAGS_DSYNC | wasi.FDFLAGS_NONBLOCK | wasi.FDFLAGS_RSYNC | wasi.FDFLAGS_SYNC;
+export const FILE_RIGHTS_ALL = fileRights(true, true);
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -162,26 +158,24 @@ export interface CgroupFileOptions {
  * const fd = new CgroupFileFd(vm, group, "cgroup.freeze", { readable: true, writable: true });
  * fd.fd_write(new TextEncoder().encode("1\n")); // the group freezes
  */
-export class CgroupFileFd extends CrvmFd {
+export class CgroupFileFd extends FileFdBase {
   readonly kind = "cgroupfile";
   readonly host: CgroupHost;
   readonly ref: GroupRef;
   readonly name: CgroupFileName;
-  readable: boolean;
-  writable: boolean;
-  fdflags: number;
-  pos = 0n;
   /** The text of the last read at offset 0, served to later reads; null before any read. */
   content: Uint8Array | null = null;
 
   constructor(host: CgroupHost, group: FreezerGroup | GroupRef, name: CgroupFileName, opts: CgroupFileOptions) {
-    super();
+    super({ ...opts, append: false });
     this.host = host;
     this.ref = group instanceof GroupRef ? group : new GroupRef(group);
     this.name = name;
-    this.readable = opts.readable;
-    this.writable = opts.writable;
-    this.fdflags = (opts.fdflags ?? 0) & FDFLAGS_KEPT;
+  }
+
+  /** seq_file's lseek: SEEK_SET and SEEK_CUR only (the size is unknown until generated). */
+  protected currentSize(): { ret: number; size: bigint } {
+    return { ret: wasi.ERRNO_INVAL, size: 0n };
   }
 
   /** The group, or null once it is removed. */
@@ -266,27 +260,6 @@ export class CgroupFileFd extends CrvmFd {
   override fd_pwrite(data: Uint8Array, _offset: bigint) {
     return this.#write(data);
   }
-  override fd_seek(offset: bigint, whence: number) {
-    // seq_file's lseek: SEEK_SET and SEEK_CUR only (the size is unknown until generated).
-    const base = whence === wasi.WHENCE_SET ? 0n : whence === wasi.WHENCE_CUR ? this.pos : null;
-    const to = base === null ? -1n : base + offset;
-    if (to < 0n || to > BigInt(Number.MAX_SAFE_INTEGER)) return { ret: wasi.ERRNO_INVAL, offset: 0n };
-    this.pos = to;
-    return { ret: 0, offset: to };
-  }
-  override fd_tell() {
-    return { ret: 0, offset: this.pos };
-  }
-  override fd_fdstat_get() {
-    const st = new wasi.Fdstat(wasi.FILETYPE_REGULAR_FILE, this.fdflags);
-    st.fs_rights_base = FILE_RIGHTS_COMMON | (this.readable ? R(wasi.RIGHTS_FD_READ) : 0n) | (this.writable ? FILE_RIGHTS_WRITE : 0n);
-    st.fs_rights_inherited = 0n;
-    return { ret: 0, fdstat: st };
-  }
-  override fd_fdstat_set_flags(flags: number): number {
-    this.fdflags = flags & FDFLAGS_KEPT;
-    return 0;
-  }
   override fd_filestat_get() {
     const g = this.group;
     return g === null ? { ret: wasi.ERRNO_NODEV, filestat: null } : { ret: 0, filestat: cgroupStat(g, this.name) };
@@ -304,30 +277,6 @@ export class CgroupFileFd extends CrvmFd {
   }
   override fd_close(): number {
     return 0;
-  }
-  override fd_prestat_get(): { ret: number; prestat: wasi.Prestat | null } {
-    return { ret: wasi.ERRNO_BADF, prestat: null };
-  }
-  override fd_readdir_single(_cookie: bigint) {
-    return { ret: wasi.ERRNO_NOTDIR, dirent: null };
-  }
-  override path_create_directory(_path: string): number {
-    return wasi.ERRNO_NOTDIR;
-  }
-  override path_filestat_get(_flags: number, _path: string) {
-    return { ret: wasi.ERRNO_NOTDIR, filestat: null };
-  }
-  override path_filestat_set_times(_flags: number, _path: string, _atim: bigint, _mtim: bigint, _fst: number): number {
-    return wasi.ERRNO_NOTDIR;
-  }
-  override path_readlink(_path: string) {
-    return { ret: wasi.ERRNO_NOTDIR, data: null };
-  }
-  override path_remove_directory(_path: string): number {
-    return wasi.ERRNO_NOTDIR;
-  }
-  override path_unlink_file(_path: string): number {
-    return wasi.ERRNO_NOTDIR;
   }
   override readiness(): { read: boolean; write: boolean } {
     return { read: true, write: !this.#thawWouldBlock() };

@@ -20,7 +20,8 @@
 // rename groups; Linux can, within one parent); set-times → EPERM (times are
 // not kept). An fd whose group was removed fails its later calls: a file fd
 // with ENODEV (kernfs), a directory fd with ENOENT.
-import { CrvmFd, wasi } from "../wasi/fd.ts";
+import { DirFdBase } from "../wasi/_fs_common.ts";
+import { type CrvmFd, wasi } from "../wasi/fd.ts";
 import { resolvePath, type NodeType, type PathWalker, type WalkResult } from "../wasi/path.ts";
 import {
   CgroupFileFd, GroupRef, FILE_RIGHTS_ALL, cgroupStat, filesOf, freezerErrno, inoOf, positionOf, writableFile,
@@ -55,7 +56,7 @@ const joinPath = (parent: string, name: string) => (parent === "/" ? `/${name}` 
  * dir.path_create_directory("workers");            // freezer.create("/workers")
  * dir.path_open(0, "workers/cgroup.freeze", 0, BigInt(wasi.RIGHTS_FD_WRITE), 0n, 0);
  */
-export class CgroupDirFd extends CrvmFd implements PathWalker<Node> {
+export class CgroupDirFd extends DirFdBase implements PathWalker<Node> {
   readonly kind: string = "cgroupdir";
   readonly host: CgroupHost;
   readonly ref: GroupRef;
@@ -205,46 +206,11 @@ export class CgroupDirFd extends CrvmFd implements PathWalker<Node> {
     return wasi.ERRNO_PERM;
   }
   override fd_fdstat_get() {
-    const st = new wasi.Fdstat(wasi.FILETYPE_DIRECTORY, 0);
-    st.fs_rights_base = DIR_RIGHTS;
-    st.fs_rights_inherited = DIR_RIGHTS | FILE_RIGHTS_ALL;
-    return { ret: 0, fdstat: st };
-  }
-  override fd_fdstat_set_flags(_flags: number): number {
-    return 0;
-  }
-  override fd_read(_size: number) {
-    return { ret: wasi.ERRNO_ISDIR, data: new Uint8Array(0) };
-  }
-  override fd_pread(_size: number, _offset: bigint) {
-    return { ret: wasi.ERRNO_ISDIR, data: new Uint8Array(0) };
-  }
-  override fd_write(_data: Uint8Array) {
-    return { ret: wasi.ERRNO_ISDIR, nwritten: 0 };
-  }
-  override fd_pwrite(_data: Uint8Array, _offset: bigint) {
-    return { ret: wasi.ERRNO_ISDIR, nwritten: 0 };
-  }
-  override fd_seek(_offset: bigint, _whence: number) {
-    return { ret: wasi.ERRNO_ISDIR, offset: 0n };
-  }
-  override fd_tell() {
-    return { ret: wasi.ERRNO_ISDIR, offset: 0n };
-  }
-  override fd_allocate(_offset: bigint, _len: bigint): number {
-    return wasi.ERRNO_ISDIR;
-  }
-  override fd_filestat_set_size(_size: bigint): number {
-    return wasi.ERRNO_ISDIR;
-  }
-  override fd_sync(): number {
-    return 0;
-  }
-  override fd_close(): number {
-    return 0;
-  }
-  override fd_prestat_get(): { ret: number; prestat: wasi.Prestat | null } {
-    return { ret: wasi.ERRNO_BADF, prestat: null };
+    // The directory calls a cgroup directory answers (no links, renames or symlinks).
+    const r = super.fd_fdstat_get();
+    r.fdstat.fs_rights_base = DIR_RIGHTS;
+    r.fdstat.fs_rights_inherited = DIR_RIGHTS | FILE_RIGHTS_ALL;
+    return r;
   }
 }
 
