@@ -3,6 +3,8 @@
 // that move a module or an image are in transfer.ts. Each prints a short
 // human line or table, or the API's JSON with --json.
 import { type Host, HostFsError } from "../host/mod.ts";
+import type { TaskInfo } from "../api/machine.ts";
+import type { summary } from "../server/app.ts";
 import { Client, type ClientOptions, RemoteError, seg, splitTarget } from "./client.ts";
 
 /** What every remote command takes. */
@@ -10,28 +12,10 @@ export interface RemoteOptions extends ClientOptions {
   json?: boolean;
 }
 
-/** A container as GET /v1/containers lists it (src/server/app.ts `summary`). */
-export interface ContainerSummary {
-  name: string;
-  status: "running" | "frozen" | "exited" | "checkpointed";
-  module: string;
-  args: string[];
-  createdAt: string;
-  exitCode: number | null;
-  tasks: number;
-  checkpoints: number;
-  log: { start: number; end: number };
-}
-
-/** A task as GET /v1/containers/NAME/tree lists it (src/api/machine.ts `TaskInfo`). */
-export interface TaskRow {
-  pid: number;
-  ppid: number;
-  state: string;
-  group: string;
-  call: string | null;
-  args: string[];
-}
+/** A container as GET /v1/containers lists it. */
+export type ContainerSummary = ReturnType<typeof summary>;
+/** A task as GET /v1/containers/NAME/tree lists it. */
+export type TaskRow = TaskInfo;
 
 const enc = new TextEncoder();
 

@@ -6,6 +6,7 @@ import { readModuleFile } from "../api/modules.ts";
 import { UsageError } from "../errors.ts";
 import { type Host, HostFsError, progressBar } from "../host/mod.ts";
 import { Client, RemoteError, seg } from "./client.ts";
+import type { MigrationReport } from "../server/migrate.ts";
 import { type ContainerSummary, followLogs, formatBytes, formatTable, print, printJson, type RemoteOptions } from "./remote.ts";
 
 const CHUNK = 1 << 20;
@@ -215,19 +216,6 @@ export async function migrateCommand(host: Host, name: string, o: RemoteOptions 
   return 0;
 }
 
-/** What POST /v1/containers/NAME/migrate answers (src/server/migrate.ts `MigrationReport`). */
-export interface MigrationReport {
-  id: string;
-  name: string;
-  target: string;
-  live: boolean;
-  downtimeMs: number;
-  rounds: { pages: number; bytes: number; ms: number }[];
-  final: { pages: number; bytes: number; ms: number; modules: number };
-  bytes: number;
-  known: { pages: number; modules: number };
-  committed: boolean;
-}
 
 /** The migration report as a small table: each pre-copy round, the frozen image, the total and the downtime. */
 export function formatMigration(r: MigrationReport): string {
