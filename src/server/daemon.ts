@@ -3,7 +3,7 @@
 // its latest snapshot. With `checkpointEvery`, running containers are
 // checkpointed periodically, each image incremental against the previous one.
 import { readImage } from "../api/images.ts";
-import { type DirSpec, Machine } from "../api/machine.ts";
+import { type DirSpec, Machine, type MachineOptions } from "../api/machine.ts";
 import { readModuleFile } from "../api/modules.ts";
 import type { Host } from "../host/mod.ts";
 import type { SnapshotImage } from "../snapshot/mod.ts";
@@ -30,17 +30,10 @@ export interface DaemonOptions {
   migrationTimeout?: number;
 }
 
-export interface CreateRequest {
+export interface CreateRequest extends Omit<MachineOptions, "host" | "name"> {
   name: string;
   /** A module path on the daemon's host, or the module's bytes. */
   module: { path: string } | { data: Uint8Array; name?: string };
-  args?: string[];
-  env?: string[];
-  dirs?: DirSpec[];
-  tmpfs?: string[];
-  cgroupfs?: boolean;
-  maxTasks?: number;
-  maxMemoryPages?: number;
 }
 
 /** Full images this often in a chain of periodic ones (the rest are incremental). */
@@ -78,9 +71,12 @@ export class Daemon {
     }
     if (!def) return;
     const latest = this.state.latest(name);
-    const log = new LogBuffer(this.opts.logCap ?? DEFAULT_LOG_CAP, latest?.logStart ?? 0);
-    if (latest) log.append(this.state.readLog(name, latest));
-    else if (this.host.fs.exists(`${this.state.dir(name)}/final.log`)) log.append(this.host.fs.readFile(`${this.state.dir(name)}/final.log`));
+    const final = `${this.state.dir(name)}/final.log`;
+    // A running container continues from its snapshot's log; an ended one shows its whole log.
+    const ended = def.state !== "running" && this.host.fs.exists(final);
+    const log = new LogBuffer(this.opts.logCap ?? DEFAULT_LOG_CAP, ended ? 0 : latest?.logStart ?? 0);
+    if (ended) log.append(this.host.fs.readFile(final));
+    else if (latest) log.append(this.state.readLog(name, latest));
     const c = new Container(def, log, (x) => this.#exited(x));
     this.containers.set(name, c);
     if (def.state !== "running") return log.close();
@@ -171,6 +167,8 @@ export class Daemon {
     if (!opts.incoming) this.persist(c, mod.source);
     this.containers.set(name, c);
     c.start(machine);
+    // A first snapshot at once: after a restart the daemon resumes it from here, not from the module's start.
+    if (!opts.incoming) await this.snapshot(c);
     this.metrics.restored++;
     return c;
   }
@@ -244,16 +242,19 @@ export class Daemon {
     const m = c.machine;
     if (!m || c.locked) return;
     const t0 = performance.now();
-    await c.freeze("/");
+    // A container a client froze stays frozen: it is checkpointed as it is.
+    const wasFrozen = m.vm.freezing;
+    if (!wasFrozen) await c.freeze("/");
     const base = c.base && c.base.latest.chain.length < CHAIN_MAX ? c.base : null;
     const chunks: Uint8Array[] = [];
-    let stats;
+    let stats, log;
     try {
       stats = await m.checkpoint((chunk) => chunks.push(chunk.slice()), base ? { parent: base } : {});
+      // The log as the image has it: what the tasks print after the thaw belongs to the next image.
+      log = c.log.read(0);
     } finally {
-      await c.thaw("/");
+      if (!wasFrozen) await c.thaw("/");
     }
-    const log = c.log.read(0);
     const seq = (c.base?.latest.seq ?? this.state.latest(c.name)?.seq ?? 0) + 1;
     const latest = this.state.saveSnapshot(c.name, chunks, log, base ? base.latest.chain : [], seq);
     c.base = {

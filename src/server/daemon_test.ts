@@ -197,9 +197,8 @@ describe("periodic snapshots", () => {
 
 /**
  * A periodic snapshot with the ticker's task held in the frozen group /g, so
- * that no output races it (daemon.ts reads the log after the thaw: see the
- * `it.fails` below). The image records /g frozen: a restored ticker waits for
- * a thaw of /g.
+ * that the test knows exactly which ticks the image holds. The image records
+ * /g frozen: a restored ticker waits for a thaw of /g.
  */
 async function quietSnapshot(d: Daemon, name: string): Promise<string> {
   const c = d.get(name);
@@ -419,13 +418,12 @@ describe("recovery", () => {
   });
 });
 
-// Bugs in daemon.ts (not fixed here: another change is editing it). Each
-// `it.fails` passes while the bug is there; fixing it makes the test fail
-// until `.fails` is removed.
-describe("known bugs", () => {
+// Regressions: each of these once failed (the log saved after the thaw, a snapshot thawing a frozen
+// container, an exited container's log after a restart, a restored container restarting from its module).
+describe("regressions", () => {
   // snapshot() reads c.log after `await c.thaw("/")`: output the guest writes as soon as it is thawed
   // lands in the saved log although the image was taken before it, and a restore prints it again.
-  it.fails("a snapshot saves the log as it was when the image was taken, not after the thaw", async () => {
+  it("a snapshot saves the log as it was when the image was taken, not after the thaw", async () => {
     const dir = stateDir();
     const { daemon } = await open(dir);
     await ticker(daemon, "t", FOREVER, 2);
@@ -452,7 +450,7 @@ describe("known bugs", () => {
 
   // snapshot() thaws "/" in its `finally` whether or not it froze it: a container a client froze
   // runs again after a snapshot (the checkpoint route remembers `wasFrozen`; snapshot does not).
-  it.fails("a snapshot leaves a frozen container frozen", async () => {
+  it("a snapshot leaves a frozen container frozen", async () => {
     const { daemon } = await open(stateDir());
     await ticker(daemon, "t", FOREVER, 1);
     const c = daemon.get("t");
@@ -464,7 +462,7 @@ describe("known bugs", () => {
   // daemon.ts #recover reads the log of latest.json whenever there is one, and final.log only
   // when there is none: a container that exited after a periodic snapshot comes back with the
   // log as it was at that snapshot.
-  it.fails("exited containers keep their final log across a restart (after a periodic snapshot)", async () => {
+  it("exited containers keep their final log across a restart (after a periodic snapshot)", async () => {
     const dir = stateDir();
     const a = await open(dir);
     await ticker(a.daemon, "t", TICKS, 2);
@@ -480,7 +478,7 @@ describe("known bugs", () => {
   // restart, a restored container runs its module again from the beginning ("restarted r from
   // the beginning (no snapshot yet)", with argv but not the env) instead of continuing from the
   // image it came from, until a periodic snapshot happened to be taken.
-  it.fails("a restored container comes back from its image after a restart, not from the beginning", async () => {
+  it("a restored container comes back from its image after a restart, not from the beginning", async () => {
     const dir = stateDir();
     const a = await open(dir);
     await ticker(a.daemon, "src", TICKS, 3);

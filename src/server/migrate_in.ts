@@ -289,6 +289,8 @@ export async function commitIncoming(daemon: Daemon, m: Incoming, thaw: boolean)
   all.touch(m);
   daemon.metrics.migrationsIn++;
   if (thaw) await c.thaw("/");
+  // Its first snapshot here, after the thaw (not part of the downtime): a restart of this daemon resumes it from there.
+  void daemon.snapshot(c).catch((e) => all.report(`migration ${m.id}: first snapshot of "${m.name}" failed: ${(e as Error).message}`));
   all.report(`migration ${m.id}: "${m.name}" committed, ${thaw ? "running" : "left frozen"}`);
   return c;
 }
