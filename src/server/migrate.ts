@@ -34,9 +34,10 @@
 //     GET TARGET/v1/migrations/ID: state "acked" counts as the answer.
 //  4. Acknowledged: the source removes its copy (its log is closed there, so
 //     a follower of it ends exactly at offset N) and its state directory.
-//  5. commit: POST TARGET/v1/migrations/ID/commit {thaw} -> 200. The target
-//     writes the container to its state directory, unlocks and thaws it
-//     (downtime ends when the answer comes). Retried a few times.
+//  5. commit: POST TARGET/v1/migrations/ID/commit {thaw} -> 200 {thawMs}.
+//     The target unlocks and thaws it (downtime ends there; thawMs says when,
+//     counted from the request), then takes its first snapshot and only then
+//     writes its definition to its state directory. Retried a few times.
 //
 // Failure before the acknowledgement: the source thaws its container (it
 // never stopped being the only one that runs) and sends
@@ -52,8 +53,9 @@
 // source's copy is gone, the target's is frozen and locked. It never runs
 // twice; it runs when someone sends the commit by hand
 // (POST TARGET/v1/migrations/ID/commit), and the source's answer says so.
-// Between the acknowledgement and the commit the container lives only in the
-// target's memory: a target that stops in that window loses it.
+// From the acknowledgement until the target's first snapshot after the commit
+// is written, the container lives only in the target's memory: a target that
+// stops in that window loses it (it never comes back to run a second time).
 import type { Machine } from "../api/machine.ts";
 import { bytesToHex, Hashing, hexToBytes } from "../snapshot/mod.ts";
 import type { Container } from "./container.ts";
@@ -86,8 +88,20 @@ export interface MigrationReport {
   name: string;
   target: string;
   live: boolean;
-  /** Freeze on the source to the target's answer to the commit (it thaws before answering). */
+  /**
+   * Freeze on the source to thaw on the target: until the commit was sent,
+   * plus the time the target took from receiving it to the end of the thaw
+   * (the one-way latency of the commit is left out).
+   */
   downtimeMs: number;
+  /** Freeze to the target's answer to the commit (an upper bound of the downtime). */
+  answeredMs: number;
+  /**
+   * Where the downtime went: freezing, writing the image, sending it until
+   * acknowledged (the target verifies and restores it), and removing the
+   * source's copy, committing and thawing.
+   */
+  phasesMs: { freeze: number; dump: number; image: number; commit: number };
   /** Pre-copy rounds (live only). */
   rounds: Round[];
   /** The image sent while frozen. */
@@ -121,8 +135,9 @@ export async function migrateOut(daemon: Daemon, name: string, req: MigrateReque
   const m = c.machine!;
   const wasFrozen = m.vm.freezing;
   let frozenAt: number | null = null;
+  let imageAt = 0;
   const report: MigrationReport = {
-    id, name, target: target.base, live: !!req.live, downtimeMs: 0, rounds: [], final: { pages: 0, bytes: 0, ms: 0, modules: 0 }, bytes: 0,
+    id, name, target: target.base, live: !!req.live, downtimeMs: 0, answeredMs: 0, phasesMs: { freeze: 0, dump: 0, image: 0, commit: 0 }, rounds: [], final: { pages: 0, bytes: 0, ms: 0, modules: 0 }, bytes: 0,
     known: { pages: 0, modules: 0 }, committed: false,
   };
   try {
@@ -149,13 +164,15 @@ export async function migrateOut(daemon: Daemon, name: string, req: MigrateReque
 
     frozenAt = performance.now();
     await c.freeze("/", key);
+    report.phasesMs.freeze = performance.now() - frozenAt;
     const logStart = c.log.end;
     const chunks: Uint8Array[] = [];
     // The chunks are views of guest memory: valid while it stays frozen, which it does until this ends.
     const stats = await m.checkpoint((chunk) => chunks.push(chunk), { parent: { ref: { id, digest: id, path: `migration:${id}` }, pages: has, modules: hasModules } });
-    const t0 = performance.now();
+    imageAt = performance.now();
+    report.phasesMs.dump = imageAt - frozenAt - report.phasesMs.freeze;
     await sendImage(target, id, logStart, chunks);
-    report.final = { pages: stats.pagesStored, bytes: stats.bytes, ms: performance.now() - t0, modules: [...modules.keys()].filter((h) => !hasModules.has(h)).length };
+    report.final = { pages: stats.pagesStored, bytes: stats.bytes, ms: performance.now() - imageAt, modules: [...modules.keys()].filter((h) => !hasModules.has(h)).length };
     report.bytes = report.rounds.reduce((n, r) => n + r.bytes, 0) + stats.bytes;
     say(`image of ${stats.pagesStored} pages, ${stats.bytes} bytes acknowledged`);
   } catch (e) {
@@ -164,15 +181,20 @@ export async function migrateOut(daemon: Daemon, name: string, req: MigrateReque
   }
 
   // Acknowledged: from here on the target's copy is the container.
+  const acked = performance.now();
+  report.phasesMs.image = acked - imageAt;
   c.unlock(key);
   daemon.metrics.migrationsOut++;
   daemon.metrics.migrationBytes += report.bytes;
   await daemon.remove(name);
   let why = "";
+  let thawedAt = 0;
   for (let attempt = 0; attempt < 4 && !report.committed; attempt++) {
     if (attempt > 0) await new Promise((r) => setTimeout(r, 100 * 2 ** attempt));
     try {
-      await target.json("POST", `/v1/migrations/${id}/commit`, { thaw: !wasFrozen });
+      const sent = performance.now();
+      const r = await target.json("POST", `/v1/migrations/${id}/commit`, { thaw: !wasFrozen }) as { thawMs?: number };
+      thawedAt = typeof r?.thawMs === "number" ? sent + r.thawMs : performance.now();
       report.committed = true;
     } catch (e) {
       why = (e as Error).message;
@@ -180,7 +202,9 @@ export async function migrateOut(daemon: Daemon, name: string, req: MigrateReque
       if (e instanceof TargetError && e.answered !== null && e.answered < 500) break;
     }
   }
-  report.downtimeMs = performance.now() - frozenAt!;
+  report.answeredMs = performance.now() - frozenAt!;
+  report.downtimeMs = report.committed ? thawedAt - frozenAt! : report.answeredMs;
+  report.phasesMs.commit = report.downtimeMs - (acked - frozenAt!);
   if (!report.committed) {
     say(`the commit failed (${why}); the container waits frozen on the target`);
     throw new ApiError(502, `container "${name}" moved to ${target.base} (migration ${id}), but the commit did not arrive (${why}): ` +

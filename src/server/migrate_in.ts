@@ -276,23 +276,34 @@ function resolveParent(m: Incoming, image: SnapshotImage): void {
   }
 }
 
-/** The source has destroyed its copy: the container runs here from now on (`thaw: false` keeps a container that was frozen at the source frozen). */
-export async function commitIncoming(daemon: Daemon, m: Incoming, thaw: boolean): Promise<Container> {
+/**
+ * The source has destroyed its copy: the container runs here from now on
+ * (`thaw: false` keeps a container that was frozen at the source frozen).
+ * Resolves with how long the thaw took from the call.
+ */
+export async function commitIncoming(daemon: Daemon, m: Incoming, thaw: boolean): Promise<{ container: Container; thawMs: number }> {
+  const t0 = performance.now();
   const all = daemon.migrations;
-  if (m.state === "committed") return m.container!;
+  if (m.state === "committed") return { container: m.container!, thawMs: 0 };
   if (m.state !== "acked") throw new ApiError(409, `migration ${m.id} is not acknowledged (${m.state})`);
   const c = m.container!;
+  const module = m.module!;
   c.unlock(m.key!);
-  daemon.persist(c, m.module!);
   m.state = "committed";
   m.module = null;
   all.touch(m);
   daemon.metrics.migrationsIn++;
   if (thaw) await c.thaw("/");
-  // Its first snapshot here, after the thaw (not part of the downtime): a restart of this daemon resumes it from there.
-  void daemon.snapshot(c).catch((e) => all.report(`migration ${m.id}: first snapshot of "${m.name}" failed: ${(e as Error).message}`));
+  const thawMs = performance.now() - t0;
+  // Durable here after the thaw (not part of the downtime): its first snapshot, then the definition
+  // that makes a restarted daemon restore it from that snapshot. A stop in between forgets it rather
+  // than starting it again from the module's start.
+  void (async () => {
+    await daemon.snapshot(c);
+    daemon.persist(c, module);
+  })().catch((e) => all.report(`migration ${m.id}: first snapshot of "${m.name}" failed: ${(e as Error).message}`));
   all.report(`migration ${m.id}: "${m.name}" committed, ${thaw ? "running" : "left frozen"}`);
-  return c;
+  return { container: c, thawMs };
 }
 
 /** Drops everything of a migration that is not committed, the frozen container of an acknowledged one included. */

@@ -58,8 +58,8 @@ export function migrationRoutes(app: Hono, daemon: Daemon, opts: { jsonLimit: Mi
 
   app.post("/v1/migrations/:id/commit", opts.jsonLimit, async (c) => {
     const b = await jsonBody(c.req.raw, commitSchema);
-    const x = await commitIncoming(daemon, all.get(c.req.param("id")), b.thaw ?? true);
-    return c.json({ committed: true, container: summary(x) });
+    const { container, thawMs } = await commitIncoming(daemon, all.get(c.req.param("id")), b.thaw ?? true);
+    return c.json({ committed: true, thawMs, container: summary(container) });
   });
 
   app.post("/v1/migrations/:id/abort", async (c) => {

@@ -172,6 +172,10 @@ describe("migration between two daemons (in process)", () => {
     expect(report.final.modules).toBe(1);
     expect(report.bytes).toBe(report.final.bytes);
     expect(report.downtimeMs).toBeGreaterThan(0);
+    expect(report.answeredMs).toBeGreaterThanOrEqual(report.downtimeMs);
+    expect(Object.values(report.phasesMs).reduce((a, b) => a + b, 0)).toBeCloseTo(report.downtimeMs, 3);
+    // Durable on the target once its first snapshot there is written, then its definition.
+    await until("the target's first snapshot", () => b.daemon.state.latest("t") !== null && b.daemon.state.loadDef("t") !== null);
     // The source's follower ended at the hand-over; the source has nothing left.
     const first = await before;
     expect((await a.call("GET", "/v1/containers/t")).status).toBe(404);
@@ -181,8 +185,7 @@ describe("migration between two daemons (in process)", () => {
     expect(second.start).toBe(Buffer.byteLength(first));
     expect(first.length).toBeGreaterThan(0);
     expect(first + second.text).toBe(expected);
-    // The target wrote it to its state directory at the commit.
-    expect(b.daemon.state.loadDef("t")?.name).toBe("t");
+    expect(b.daemon.state.loadDef("t")?.state).toBe("exited");
     const metricsA = await (await a.call("GET", "/v1/metrics")).text();
     const metricsB = await (await b.call("GET", "/v1/metrics")).text();
     expect(metricsA).toContain(`crvm_migrations_total{direction="out"} 1`);
