@@ -23,7 +23,7 @@ import { fileURLToPath } from "node:url";
 import { createHost, serveHttp } from "../src/host/mod.ts";
 import { createApp } from "../src/server/app.ts";
 import { Daemon } from "../src/server/daemon.ts";
-import { type MigrationReport, migrateOut } from "../src/server/migrate.ts";
+import { type MigrationReport, migrateOut } from "../src/server/migration/source.ts";
 
 const TOKEN = "bench-migrate-token-0123456789";
 const here = path.dirname(fileURLToPath(import.meta.url));

@@ -4,7 +4,7 @@
 // human line or table, or the API's JSON with --json.
 import { type Host, HostFsError } from "../host/mod.ts";
 import type { TaskInfo } from "../api/machine.ts";
-import type { summary } from "../server/app.ts";
+import type { summary } from "../server/http.ts";
 import { Client, type ClientOptions, RemoteError, seg, splitTarget } from "./client.ts";
 
 /** What every remote command takes. */

@@ -6,7 +6,7 @@ import { readModuleFile } from "../api/modules.ts";
 import { UsageError } from "../errors.ts";
 import { type Host, HostFsError, progressBar } from "../host/mod.ts";
 import { Client, RemoteError, seg } from "./client.ts";
-import type { MigrationReport } from "../server/migrate.ts";
+import type { MigrationReport } from "../server/migration/source.ts";
 import { type ContainerSummary, followLogs, formatBytes, formatTable, print, printJson, type RemoteOptions } from "./remote.ts";
 
 const CHUNK = 1 << 20;

@@ -12,7 +12,8 @@ import { decodeSnapshotStream } from "../snapshot/mod.ts";
 import type { Container } from "./container.ts";
 import type { Daemon } from "./daemon.ts";
 import { ApiError } from "./errors.ts";
-import { migrationRoutes } from "./migrate_routes.ts";
+import { bodyChunks, jsonBody, summary } from "./http.ts";
+import { migrationRoutes } from "./migration/routes.ts";
 
 export interface AppOptions {
   /** The bearer token every route but /v1/health requires. */
@@ -40,49 +41,6 @@ const createSchema = z.strictObject({
 const groupSchema = z.strictObject({ group: str.optional() });
 const checkpointSchema = z.strictObject({ pid: z.number().int().positive().optional(), leaveRunning: z.boolean().optional() });
 const killSchema = z.strictObject({ signal: z.number().int().min(1).max(64).optional() });
-
-/** The JSON body, checked against `schema`: a 400 naming the first problem otherwise. */
-export async function jsonBody<T>(req: Request, schema: z.ZodType<T>): Promise<T> {
-  const text = await req.text();
-  let value: unknown;
-  try {
-    value = text.trim() === "" ? {} : JSON.parse(text);
-  } catch {
-    throw new ApiError(400, "malformed JSON body");
-  }
-  const r = schema.safeParse(value);
-  if (!r.success) {
-    const i = r.error.issues[0]!;
-    throw new ApiError(400, `bad request body: ${i.path.length ? i.path.join(".") + ": " : ""}${i.message}`);
-  }
-  return r.data;
-}
-
-/** A request body as chunks, refusing more than `limit` bytes with a 413. */
-export async function* bodyChunks(req: Request, limit: number): AsyncGenerator<Uint8Array> {
-  if (!req.body) throw new ApiError(400, "the request has no body");
-  let n = 0;
-  for await (const chunk of req.body as unknown as AsyncIterable<Uint8Array>) {
-    n += chunk.length;
-    if (n > limit) throw new ApiError(413, `body larger than ${limit} bytes`);
-    yield chunk;
-  }
-}
-
-export function summary(c: Container) {
-  const tasks = c.tasks();
-  return {
-    name: c.name,
-    status: c.status,
-    module: c.def.moduleName,
-    args: c.def.args,
-    createdAt: c.def.createdAt,
-    exitCode: c.def.exitCode,
-    tasks: tasks.filter((t) => t.state !== "zombie").length,
-    checkpoints: c.checkpoints,
-    log: { start: c.log.start, end: c.log.end },
-  };
-}
 
 /**
  * @example

@@ -11,7 +11,7 @@ import { Container, containerHost } from "./container.ts";
 import { ApiError } from "./errors.ts";
 import { DEFAULT_LOG_CAP, LogBuffer } from "./logs.ts";
 import { Metrics } from "./metrics.ts";
-import { type FetchLike, Migrations } from "./migrate_in.ts";
+import { type FetchLike, Migrations } from "./migration/target.ts";
 import { type ContainerDef, StateDir } from "./state_dir.ts";
 
 export interface DaemonOptions {
@@ -46,7 +46,7 @@ export class Daemon {
   readonly state: StateDir;
   #timer: ReturnType<typeof setInterval> | null = null;
   #periodic: Promise<void> | null = null;
-  /** Migrations in both directions (migrate.ts, migrate_in.ts). */
+  /** Migrations in both directions (src/server/migration/: source.ts, target.ts). */
   readonly migrations: Migrations;
 
   private constructor(readonly host: Host, private readonly opts: DaemonOptions) {

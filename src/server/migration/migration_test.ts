@@ -6,13 +6,13 @@ import * as os from "node:os";
 import * as path from "node:path";
 import type { Hono } from "hono";
 import { afterEach, describe, expect, it } from "vitest";
-import { createHost } from "../host/mod.ts";
-import { createApp } from "./app.ts";
-import { Daemon } from "./daemon.ts";
-import type { MigrationReport } from "./migrate.ts";
-import type { FetchLike } from "./migrate_in.ts";
+import { createHost } from "../../host/mod.ts";
+import { createApp } from "../app.ts";
+import { Daemon } from "../daemon.ts";
+import type { MigrationReport } from "./source.ts";
+import type { FetchLike } from "./target.ts";
 
-const GUESTS = new URL("../../guests/build/", import.meta.url).pathname;
+const GUESTS = new URL("../../../guests/build/", import.meta.url).pathname;
 const host = createHost();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -4,8 +4,8 @@
 // bytes a step hands out belong together; between steps the guest runs and
 // may change pages already walked (the next pre-copy round, or the final
 // image, sends them again).
-import type { Machine } from "../api/machine.ts";
-import { type Hashing, PAGE_SIZE } from "../snapshot/mod.ts";
+import type { Machine } from "../../api/machine.ts";
+import { type Hashing, PAGE_SIZE } from "../../snapshot/mod.ts";
 
 /**
  * @example

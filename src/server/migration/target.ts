@@ -1,12 +1,12 @@
 // Migration, the target's side: what it keeps per incoming migration (the
 // pages and modules it will not be sent again), and the steps of the
-// protocol written down in migrate.ts.
-import { SnapshotError } from "../errors.ts";
-import { bytesToHex, decodeSnapshotStream, Hashing, PAGE_SIZE, type SnapshotImage } from "../snapshot/mod.ts";
-import type { Container } from "./container.ts";
-import type { Daemon } from "./daemon.ts";
-import { ApiError } from "./errors.ts";
-import { PageCursor } from "./migrate_pages.ts";
+// protocol written down in source.ts.
+import { SnapshotError } from "../../errors.ts";
+import { bytesToHex, decodeSnapshotStream, Hashing, PAGE_SIZE, type SnapshotImage } from "../../snapshot/mod.ts";
+import type { Container } from "../container.ts";
+import type { Daemon } from "../daemon.ts";
+import { ApiError } from "../errors.ts";
+import { PageCursor } from "./pages.ts";
 
 /** The outgoing HTTP a migration uses: the global fetch, or (in tests) another app's `request`. */
 export type FetchLike = (url: string, init: RequestInit) => Promise<Response>;

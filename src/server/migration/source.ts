@@ -1,7 +1,7 @@
 // Migration of a running container to another daemon: the source's side.
 //
 // The protocol (all JSON unless said otherwise; every request carries the
-// target's bearer token; routes in migrate_routes.ts):
+// target's bearer token; routes in routes.ts):
 //
 //  0. The source locks the container: until the migration ends, every other
 //     operation on it gets a 409 and periodic checkpoints skip it.
@@ -56,13 +56,13 @@
 // From the acknowledgement until the target's first snapshot after the commit
 // is written, the container lives only in the target's memory: a target that
 // stops in that window loses it (it never comes back to run a second time).
-import type { Machine } from "../api/machine.ts";
-import { bytesToHex, Hashing, hexToBytes } from "../snapshot/mod.ts";
-import type { Container } from "./container.ts";
-import type { Daemon } from "./daemon.ts";
-import { ApiError } from "./errors.ts";
-import { type FetchLike, PAGE_RECORD } from "./migrate_in.ts";
-import { nextTurn, PageCursor } from "./migrate_pages.ts";
+import type { Machine } from "../../api/machine.ts";
+import { bytesToHex, Hashing, hexToBytes } from "../../snapshot/mod.ts";
+import type { Container } from "../container.ts";
+import type { Daemon } from "../daemon.ts";
+import { ApiError } from "../errors.ts";
+import { type FetchLike, PAGE_RECORD } from "./target.ts";
+import { nextTurn, PageCursor } from "./pages.ts";
 
 export interface MigrateRequest {
   /** The target daemon's base URL, e.g. http://10.0.0.2:7070. */

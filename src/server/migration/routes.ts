@@ -1,12 +1,12 @@
-// Migration routes (the protocol is in migrate.ts): the source's
+// Migration routes (the protocol is in source.ts): the source's
 // POST /v1/containers/:name/migrate, and the target's /v1/migrations/...
 import type { Hono, MiddlewareHandler } from "hono";
 import { z } from "zod";
-import { bodyChunks, jsonBody, summary } from "./app.ts";
-import type { Daemon } from "./daemon.ts";
-import { ApiError } from "./errors.ts";
-import { migrateOut } from "./migrate.ts";
-import { abortIncoming, beginIncoming, commitIncoming, receiveImage, receivePages } from "./migrate_in.ts";
+import { bodyChunks, jsonBody, summary } from "../http.ts";
+import type { Daemon } from "../daemon.ts";
+import { ApiError } from "../errors.ts";
+import { migrateOut } from "./source.ts";
+import { abortIncoming, beginIncoming, commitIncoming, receiveImage, receivePages } from "./target.ts";
 
 const hex32 = z.string().regex(/^[0-9a-f]{32}$/, "expected 32 lower-case hex digits");
 const migrateSchema = z.strictObject({
