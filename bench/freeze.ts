@@ -22,6 +22,7 @@ import { createHost, type Host } from "../src/host/mod.ts";
 import { type InstrumentedModule, instrumentModule, watToWasm } from "../src/instrument/mod.ts";
 import { FUEL_SLICE } from "../src/sched/task.ts";
 import { type RunOutcome, Vm } from "../src/sched/vm.ts";
+import { engine, log } from "./_runtime.ts";
 import { FdTable } from "../src/wasi/fd_table.ts";
 
 // ---------------------------------------------------------------- options
@@ -72,27 +73,10 @@ function parseOptions(argv: string[]): Options {
 // ---------------------------------------------------------------- helpers
 
 const now = () => performance.now();
-const log = (msg: string) => process.stderr.write(`[bench ${runtimeLabel()}] ${msg}\n`);
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-function runtimeLabel(): string {
-  const g = globalThis as { Deno?: unknown; Bun?: unknown };
-  return g.Deno ? "deno" : g.Bun ? "bun" : "node";
-}
 
-/** The JavaScript engine under the runtime (Bun's process.versions.v8 is a compatibility fiction). */
-function engine(): string {
-  const v = process.versions as Record<string, string | undefined>;
-  if ((globalThis as { Bun?: unknown }).Bun) return `JavaScriptCore (WebKit ${v.webkit ?? "?"})`;
-  const deno = (globalThis as { Deno?: { version: { v8: string } } }).Deno;
-  return `V8 ${deno ? deno.version.v8 : v.v8 ?? "?"}`;
-}
 
-function collect(): void {
-  const g = globalThis as { gc?: () => void; Bun?: { gc(force: boolean): void } };
-  if (g.Bun) g.Bun.gc(true);
-  else g.gc?.();
-}
 
 function projectRoot(): string {
   // dist/bench/freeze.js (Node) or bench/freeze.ts (Deno, Bun).
@@ -327,7 +311,7 @@ async function freezeOnce(vm: Vm, delay: number, running: Promise<RunOutcome> | 
 }
 
 async function benchCount(o: Options, host: Host, g: Guest, n: number, rand: () => number): Promise<CountResult> {
-  collect();
+  host.collectGarbage();
   let a = now();
   const vm = makeVm(host, g, n);
   const buildMs = r2(now() - a);

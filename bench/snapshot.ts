@@ -23,6 +23,7 @@ import { createHost, type Host } from "../src/host/mod.ts";
 import { type InstrumentedModule, instrumentModule } from "../src/instrument/mod.ts";
 import { Vm } from "../src/sched/vm.ts";
 import { FdTable } from "../src/wasi/fd_table.ts";
+import { canCollect, engine, log } from "./_runtime.ts";
 import { stdioFds } from "../src/wasi/preopens.ts";
 
 // ---------------------------------------------------------------- options
@@ -56,28 +57,9 @@ function parseOptions(argv: string[]): Options {
 // ---------------------------------------------------------------- helpers
 
 const now = () => performance.now();
-const log = (msg: string) => process.stderr.write(`[bench ${runtimeLabel()}] ${msg}\n`);
 
-function runtimeLabel(): string {
-  const g = globalThis as { Deno?: unknown; Bun?: unknown };
-  return g.Deno ? "deno" : g.Bun ? "bun" : "node";
-}
 
-/** The JavaScript engine under the runtime (Bun's process.versions.v8 is a compatibility fiction). */
-function engine(): string {
-  const v = process.versions as Record<string, string | undefined>;
-  if ((globalThis as { Bun?: unknown }).Bun) return `JavaScriptCore (WebKit ${v.webkit ?? "?"})`;
-  const deno = (globalThis as { Deno?: { version: { v8: string } } }).Deno;
-  return `V8 ${deno ? deno.version.v8 : v.v8 ?? "?"}`;
-}
 
-/** Full collection between measurements, where the runtime lets us (never inside a timed region). */
-function collect(): void {
-  const g = globalThis as { gc?: () => void; Bun?: { gc(force: boolean): void } };
-  if (g.Bun) g.Bun.gc(true);
-  else g.gc?.();
-}
-const canCollect = () => !!((globalThis as { gc?: unknown; Bun?: unknown }).gc ?? (globalThis as { Bun?: unknown }).Bun);
 
 
 
@@ -183,7 +165,7 @@ async function benchOverhead(o: Options, host: Host, source: Uint8Array, mod: In
   const c: number[] = [];
   for (let i = 0; i < o.overheadReps; i++) {
     // Alternate which one goes first, so slow drift (other load, heat) hits both alike.
-    collect();
+    host.collectGarbage();
     if (i % 2 === 0) {
       p.push(runPlain(plain, args));
       c.push(await crvm());
@@ -228,7 +210,7 @@ async function benchTransform(
   for (let i = 0; i < coldReps; i++) {
     if (cacheDir) fs.rmSync(cacheDir, { recursive: true, force: true });
     cacheDir = fs.mkdtempSync(path.join(os.tmpdir(), "crvm-bench-cache-"));
-    collect();
+    host.collectGarbage();
     log(`transform: ${name} cold ${i + 1}/${coldReps}`);
     const t0 = now();
     module = await instrumentModule(source, { name, cacheDir, fs: host.fs });
