@@ -1,22 +1,12 @@
 // The embedding API end to end, in process: run, freeze and thaw at random
 // moments, external checkpoints to a stream, restore.
 import { describe, expect, it } from "vitest";
-import { createHost, type Host } from "../host/mod.ts";
+import { capturingHost } from "../host/testing.ts";
+import { concatBytes } from "../bytes.ts";
 import { decodeSnapshot } from "../snapshot/mod.ts";
 import { Machine } from "./machine.ts";
 
 const GUESTS = new URL("../../guests/build/", import.meta.url).pathname;
-
-/** A host whose stdout and stderr are kept in memory. */
-function capturingHost(): { host: Host; out: () => string } {
-  const base = createHost();
-  const chunks: Uint8Array[] = [];
-  const host: Host = {
-    ...base,
-    stdio: { write: (_fd, data) => void chunks.push(data.slice()), read: () => Promise.resolve(null), isTerminal: () => false },
-  };
-  return { host, out: () => Buffer.concat(chunks).toString() };
-}
 
 /** Seeded PRNG (mulberry32): the same moments on every run of the test. */
 function prng(seed: number): () => number {
@@ -31,7 +21,7 @@ function prng(seed: number): () => number {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function plainRun(guest: string, args: string[] = []): Promise<string> {
-  const { host, out } = capturingHost();
+  const { host, text: out } = capturingHost();
   const m = await Machine.create(GUESTS + guest, { host, args, cgroupfs: false });
   const r = await m.run();
   expect(r).toEqual({ kind: "exited", code: 0, trap: null });
@@ -47,7 +37,7 @@ describe("Machine", () => {
     const want = await plainRun("sieve.wasm");
     for (const seed of [1, 2, 3]) {
       const rnd = prng(seed);
-      const { host, out } = capturingHost();
+      const { host, text: out } = capturingHost();
       const m = await Machine.create(GUESTS + "sieve.wasm", { host, cgroupfs: false });
       let running = m.run();
       let freezes = 0;
@@ -75,7 +65,7 @@ describe("Machine", () => {
   it("freezes one group while the rest of the tree runs, at random moments, without changing the output", async () => {
     const want = await plainRun("sieve.wasm");
     const rnd = prng(7);
-    const { host, out } = capturingHost();
+    const { host, text: out } = capturingHost();
     const m = await Machine.create(GUESTS + "sieve.wasm", { host });
     const g = m.vm.freezer.create("/stage");
     const running = m.run();
@@ -100,7 +90,7 @@ describe("Machine", () => {
 
   it("takes an external checkpoint to a stream while frozen, and the restored machine ends like the original", async () => {
     const want = await plainRun("forktree.wasm");
-    const { host, out } = capturingHost();
+    const { host, text: out } = capturingHost();
     const m = await Machine.create(GUESTS + "forktree.wasm", { host, cgroupfs: false });
     m.vm.requestFreeze({ afterYields: 60 }); // mid-run, wherever the machine is fast
     expect(await m.run()).toEqual({ kind: "frozen" });
@@ -113,11 +103,11 @@ describe("Machine", () => {
     expect((await m.run()).kind).toBe("exited");
     expect(out()).toBe(want);
     // ...and so does its image, printing only what came after the checkpoint.
-    const image = await decodeSnapshot(new Uint8Array(Buffer.concat(chunks)), { name: "stream" });
+    const image = await decodeSnapshot(concatBytes(chunks), { name: "stream" });
     const second = capturingHost();
     const r = await Machine.restore(image, { host: second.host });
     expect(await r.run()).toEqual({ kind: "exited", code: 0, trap: null });
-    expect(before + second.out()).toBe(want);
+    expect(before + second.text()).toBe(want);
   }, 60_000);
 
   it("restores frozen with `frozen: true` until thawed", async () => {
@@ -127,7 +117,7 @@ describe("Machine", () => {
     expect(await m.run()).toEqual({ kind: "frozen" });
     const chunks: Uint8Array[] = [];
     await m.checkpoint((c) => chunks.push(c.slice()));
-    const image = await decodeSnapshot(new Uint8Array(Buffer.concat(chunks)), { name: "mem" });
+    const image = await decodeSnapshot(concatBytes(chunks), { name: "mem" });
     const second = capturingHost();
     const r = await Machine.restore(image, { host: second.host, frozen: true });
     expect(await r.run()).toEqual({ kind: "frozen" });

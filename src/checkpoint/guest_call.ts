@@ -4,6 +4,7 @@
 // memory; the caller resumes in the call and streams the image to its fd
 // (blocking on a full pipe like fd_write), then stores the checkpoint id.
 import type { FreezerGroup } from "../freezer/freezer.ts";
+import { concatBytes } from "../bytes.ts";
 import type { Task } from "../sched/task.ts";
 import type { GuestCheckpointer, Vm } from "../sched/vm.ts";
 import type { Hashing } from "../snapshot/mod.ts";
@@ -128,14 +129,7 @@ export class GuestCheckpoints implements GuestCheckpointer {
   unsent(task: Task): Uint8Array | null {
     const out = this.#outgoing.get(task);
     if (!out) return this.vm.unsent.get(task.pid) ?? null;
-    const rest = out.chunks.map((c, i) => (i === 0 ? c.subarray(out.offset) : c));
-    const bytes = new Uint8Array(rest.reduce((n, c) => n + c.length, 0));
-    let o = 0;
-    for (const c of rest) {
-      bytes.set(c, o);
-      o += c.length;
-    }
-    return bytes;
+    return concatBytes(out.chunks.map((c, i) => (i === 0 ? c.subarray(out.offset) : c)));
   }
 
   /** Writes what is left of the image; suspends while the fd cannot take more. */

@@ -5,6 +5,7 @@ import { UsageError } from "../errors.ts";
 import type { Host } from "../host/mod.ts";
 import { decodeSnapshot, Hashing, KIND_NAMES, PAGE_SIZE, type RawRecord, type SnapshotImage, SnapshotWriter } from "../snapshot/mod.ts";
 import { type ChainLink, readImage, readImageBytes } from "../api/images.ts";
+import { concatBytes } from "../bytes.ts";
 
 const kib = (n: number) => `${(n / 1024).toFixed(n < 10240 ? 1 : 0)} KiB`;
 const mib = (n: number) => `${(n / 1048576).toFixed(1)} MiB`;
@@ -173,13 +174,7 @@ export async function encodeJson(doc: unknown): Promise<Uint8Array> {
     }
   }
   if (!trailer) w.finish();
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let off = 0;
-  for (const c of chunks) {
-    out.set(c, off);
-    off += c.length;
-  }
-  return out;
+  return concatBytes(chunks);
 }
 
 export interface InspectOptions {

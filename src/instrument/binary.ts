@@ -10,6 +10,7 @@
 import { constExpr, scanBody } from "./opcodes.ts";
 import { Reader } from "./reader.ts";
 import type { Limits, ValType } from "./reader.ts";
+import { concatBytes } from "../bytes.ts";
 
 export type { Limits, ValType } from "./reader.ts";
 
@@ -224,8 +225,8 @@ function globalNamesOnly(bytes: Uint8Array, sec: Section): Uint8Array | null {
       const size = r.u32();
       if (id === 7) {
         const sub = bytes.subarray(at, r.pos + size);
-        const body = concat([encodeName("name"), sub]);
-        return concat([Uint8Array.of(0), leb(body.length), body]);
+        const body = concatBytes([encodeName("name"), sub]);
+        return concatBytes([Uint8Array.of(0), leb(body.length), body]);
       }
       r.pos += size;
     }
@@ -253,12 +254,5 @@ function leb(n: number): Uint8Array {
 
 function encodeName(s: string): Uint8Array {
   const b = new TextEncoder().encode(s);
-  return concat([leb(b.length), b]);
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((a, p) => a + p.length, 0));
-  let off = 0;
-  for (const p of parts) { out.set(p, off); off += p.length; }
-  return out;
+  return concatBytes([leb(b.length), b]);
 }

@@ -3,15 +3,19 @@
 // latest snapshot, and what a crash in the middle of writing leaves behind.
 // A "crash" stops the daemon's machines without writing anything (as a killed
 // process would), then a second daemon opens the same directory.
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { Machine } from "../api/machine.ts";
-import { createHost, type Host } from "../host/mod.ts";
+import { createHost } from "../host/mod.ts";
+import { capturingHost, removeTree, tempDir } from "../host/testing.ts";
 import { decodeSnapshot } from "../snapshot/mod.ts";
 import { Daemon, type DaemonOptions } from "./daemon.ts";
 import type { Latest } from "./state_dir.ts";
+
+const files = createHost().fs;
+const pathJoin = (...parts: string[]) => parts.join("/");
+const readText = (p: string) => new TextDecoder().decode(files.readFile(p));
+const names = (p: string) => files.readdir(p).map((e) => e.name);
+const writeFile = (p: string, data: string | Uint8Array) => files.writeFileAtomic(p, typeof data === "string" ? new TextEncoder().encode(data) : data);
 
 const GUESTS = new URL("../../guests/build/", import.meta.url).pathname;
 const TICKER = GUESTS + "ticker.wasm";
@@ -26,7 +30,7 @@ const dirs: string[] = [];
 const daemons: Daemon[] = [];
 
 function stateDir(): string {
-  const d = mkdtempSync(join(tmpdir(), "crvm-daemon-"));
+  const d = tempDir("crvm-daemon-");
   dirs.push(d);
   return d;
 }
@@ -47,7 +51,7 @@ async function crash(d: Daemon): Promise<void> {
 afterEach(async () => {
   vi.restoreAllMocks();
   for (const d of daemons.splice(0)) await crash(d);
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+  for (const d of dirs.splice(0)) removeTree(d);
 });
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -73,20 +77,19 @@ function plain(path: string, args: string[]): Promise<string> {
   let p = plainRuns.get(key);
   if (!p) {
     p = (async () => {
-      const chunks: Uint8Array[] = [];
-      const host: Host = { ...createHost(), stdio: { write: (_fd, d) => void chunks.push(d.slice()), read: () => Promise.resolve(null), isTerminal: () => false } };
+      const { host, text } = capturingHost();
       const r = await (await Machine.create(path, { host, args })).run();
       expect(r.kind).toBe("exited");
-      return Buffer.concat(chunks).toString();
+      return text();
     })();
     plainRuns.set(key, p);
   }
   return p;
 }
 
-const cdir = (dir: string, name: string) => join(dir, "containers", name);
-const latestOf = (dir: string, name: string) => JSON.parse(readFileSync(join(cdir(dir, name), "latest.json"), "utf8")) as Latest;
-const ls = (p: string) => (existsSync(p) ? readdirSync(p).sort() : []);
+const cdir = (dir: string, name: string) => pathJoin(dir, "containers", name);
+const latestOf = (dir: string, name: string) => JSON.parse(readText(pathJoin(cdir(dir, name), "latest.json"))) as Latest;
+const ls = (p: string) => (files.exists(p) ? names(p).sort() : []);
 
 async function ticker(d: Daemon, name = "t", ticks = TICKS, atLeast = 2): Promise<void> {
   await d.create({ name, module: { path: TICKER }, args: [ticks] });
@@ -106,12 +109,12 @@ describe("periodic snapshots", () => {
       const id = String(seq).padStart(6, "0");
       expect(latest).toMatchObject({ seq, image: `images/${id}.snap`, log: `logs/${id}.log`, logStart: 0 });
       // The chain is what images/ holds, head first; one log.
-      expect(ls(join(cdir(dir, "t"), "images"))).toEqual(latest.chain.map((p) => p.slice("images/".length)).sort());
-      expect(ls(join(cdir(dir, "t"), "logs"))).toEqual([`${id}.log`]);
-      const image = await decodeSnapshot(readFileSync(join(cdir(dir, "t"), latest.image)), { name: id, verifyPages: false });
+      expect(ls(pathJoin(cdir(dir, "t"), "images"))).toEqual(latest.chain.map((p) => p.slice("images/".length)).sort());
+      expect(ls(pathJoin(cdir(dir, "t"), "logs"))).toEqual([`${id}.log`]);
+      const image = await decodeSnapshot(files.readFile(pathJoin(cdir(dir, "t"), latest.image)), { name: id, verifyPages: false });
       parents.push(image.meta.parent?.path ?? null);
       // The saved log is the whole log so far.
-      const saved = readFileSync(join(cdir(dir, "t"), latest.log), "utf8");
+      const saved = readText(pathJoin(cdir(dir, "t"), latest.log));
       expect(saved).toBe(ticks(saved.split("\n").length - 1));
       expect(saved.length).toBeGreaterThan(0);
       expect(c.status).toBe("running");
@@ -136,8 +139,8 @@ describe("periodic snapshots", () => {
     await p1;
     expect(latestOf(dir, "a").seq).toBe(1);
     expect(latestOf(dir, "b").seq).toBe(1);
-    expect(existsSync(join(cdir(dir, "frozen"), "latest.json"))).toBe(false);
-    expect(existsSync(join(cdir(dir, "done"), "latest.json"))).toBe(false);
+    expect(files.exists(pathJoin(cdir(dir, "frozen"), "latest.json"))).toBe(false);
+    expect(files.exists(pathJoin(cdir(dir, "done"), "latest.json"))).toBe(false);
     expect(daemon.get("frozen").status).toBe("frozen");
     expect(daemon.get("a").status).toBe("running");
   });
@@ -146,7 +149,7 @@ describe("periodic snapshots", () => {
     const dir = stateDir();
     const { daemon } = await open(dir, { checkpointEvery: 10 });
     await ticker(daemon, "t", FOREVER);
-    await until("three periodic snapshots", () => existsSync(join(cdir(dir, "t"), "latest.json")) && latestOf(dir, "t").seq >= 3);
+    await until("three periodic snapshots", () => files.exists(pathJoin(cdir(dir, "t"), "latest.json")) && latestOf(dir, "t").seq >= 3);
     await daemon.close();
     const seq = latestOf(dir, "t").seq;
     await sleep(50);
@@ -187,7 +190,7 @@ describe("periodic snapshots", () => {
     const end = c.log.end;
     await until("more output", () => c.log.end > end);
     expect(latestOf(dir, "t").seq).toBe(1);
-    await decodeSnapshot(readFileSync(join(cdir(dir, "t"), "images/000001.snap")), { name: "1" });
+    await decodeSnapshot(files.readFile(pathJoin(cdir(dir, "t"), "images/000001.snap")), { name: "1" });
     // Once the disk has room, the next snapshot takes the place of the orphan.
     vi.restoreAllMocks();
     await daemon.snapshot(c);
@@ -271,7 +274,7 @@ describe("recovery", () => {
     await b.daemon.snapshot(c);
     // A full image (the restored machine has no base), numbered after the last one.
     expect(latestOf(dir, "t")).toMatchObject({ seq: 3, chain: ["images/000003.snap"] });
-    expect(ls(join(cdir(dir, "t"), "images"))).toEqual(["000003.snap"]);
+    expect(ls(pathJoin(cdir(dir, "t"), "images"))).toEqual(["000003.snap"]);
     await crash(b.daemon);
     expect((await open(dir)).reports).toEqual(["restored t from images/000003.snap"]);
   });
@@ -312,15 +315,15 @@ describe("recovery", () => {
     const saved = await quietSnapshot(a.daemon, "t");
     await crash(a.daemon);
     const d = cdir(dir, "t");
-    const good = readFileSync(join(d, "images/000001.snap"));
+    const good = files.readFile(pathJoin(d, "images/000001.snap"));
     // What a crash in the middle of the next snapshot can leave: part of an image, of a log, of latest.json.
-    writeFileSync(join(d, "images/.000002.snap.4242.0.tmp"), good.subarray(0, good.length >> 1));
-    writeFileSync(join(d, "logs/.000002.log.4242.1.tmp"), "tick 1\ntick");
-    writeFileSync(join(d, ".latest.json.4242.2.tmp"), '{"image": "images/0000');
-    writeFileSync(join(d, ".container.json.4242.3.tmp"), "{");
-    writeFileSync(join(dir, "containers", ".x.4242.4.tmp"), "garbage");
+    writeFile(pathJoin(d, "images/.000002.snap.4242.0.tmp"), good.subarray(0, good.length >> 1));
+    writeFile(pathJoin(d, "logs/.000002.log.4242.1.tmp"), "tick 1\ntick");
+    writeFile(pathJoin(d, ".latest.json.4242.2.tmp"), '{"image": "images/0000');
+    writeFile(pathJoin(d, ".container.json.4242.3.tmp"), "{");
+    writeFile(pathJoin(dir, "containers", ".x.4242.4.tmp"), "garbage");
     // ...or the whole image written but latest.json not updated yet (here: garbage in its place).
-    writeFileSync(join(d, "images/000002.snap"), good.subarray(0, 1000));
+    writeFile(pathJoin(d, "images/000002.snap"), good.subarray(0, 1000));
 
     const b = await open(dir);
     expect(b.reports).toEqual(["restored t from images/000001.snap"]);
@@ -338,13 +341,13 @@ describe("recovery", () => {
     await a.daemon.snapshot(a.daemon.get("t"));
     await crash(a.daemon);
     const d = cdir(dir, "t");
-    writeFileSync(join(d, "images/.000002.snap.4242.0.tmp"), "partial");
-    writeFileSync(join(d, "images/000002.snap"), "not yet pointed at");
+    writeFile(pathJoin(d, "images/.000002.snap.4242.0.tmp"), "partial");
+    writeFile(pathJoin(d, "images/000002.snap"), "not yet pointed at");
     const b = await open(dir);
     await b.daemon.snapshot(b.daemon.get("t"));
     expect(latestOf(dir, "t")).toMatchObject({ seq: 2, chain: ["images/000002.snap"] });
-    expect(ls(join(d, "images"))).toEqual(["000002.snap"]);
-    await decodeSnapshot(readFileSync(join(d, "images/000002.snap")), { name: "2" });
+    expect(ls(pathJoin(d, "images"))).toEqual(["000002.snap"]);
+    await decodeSnapshot(files.readFile(pathJoin(d, "images/000002.snap")), { name: "2" });
     await crash(b.daemon);
     expect((await open(dir)).reports).toEqual(["restored t from images/000002.snap"]);
   });
@@ -356,10 +359,10 @@ describe("recovery", () => {
     await ticker(a.daemon, "good", FOREVER, 2);
     await a.daemon.checkpointAll();
     await crash(a.daemon);
-    const img = join(cdir(dir, "bad"), "images/000001.snap");
-    const bytes = readFileSync(img);
+    const img = pathJoin(cdir(dir, "bad"), "images/000001.snap");
+    const bytes = files.readFile(img);
     bytes[bytes.length >> 1]! ^= 0xff;
-    writeFileSync(img, bytes);
+    writeFile(img, bytes);
     const b = await open(dir);
     expect(b.reports).toContain("restored good from images/000001.snap");
     expect(b.reports.some((l) => l.startsWith('cannot restore bad: Cannot read snapshot "'))).toBe(true);
@@ -367,7 +370,7 @@ describe("recovery", () => {
     expect(b.daemon.get("bad").status).toBe("exited");
     expect(logText(b.daemon, "bad")).toMatch(/\ncrvm: could not restore after a restart: Cannot read snapshot .*\n$/);
     // The image is not destroyed: it is still there to look at.
-    expect(readFileSync(img)).toEqual(bytes);
+    expect(files.readFile(img)).toEqual(bytes);
   });
 
   it("exited containers keep their exit code and final log across a restart (no snapshot taken)", async () => {
@@ -404,13 +407,13 @@ describe("recovery", () => {
     await ticker(a.daemon, "t", FOREVER, 1);
     await a.daemon.snapshot(a.daemon.get("t"));
     await a.daemon.remove("t");
-    expect(existsSync(cdir(dir, "t"))).toBe(false);
+    expect(files.exists(cdir(dir, "t"))).toBe(false);
     // A crash between making a container's directory and writing its definition.
-    writeFileSync(join(dir, "containers", "README"), "not a container");
-    rmSync(cdir(dir, "half"), { recursive: true, force: true });
+    writeFile(pathJoin(dir, "containers", "README"), "not a container");
+    removeTree(cdir(dir, "half"));
     await a.daemon.create({ name: "half", module: { path: HELLO } });
     await ended(a.daemon, "half");
-    rmSync(join(cdir(dir, "half"), "container.json"));
+    files.unlink(pathJoin(cdir(dir, "half"), "container.json"));
     await a.daemon.close();
     const b = await open(dir);
     expect([...b.daemon.containers.keys()]).toEqual([]);
@@ -444,7 +447,7 @@ describe("regressions", () => {
     });
     for (let i = 0; i < 3; i++) {
       await daemon.snapshot(c);
-      expect(readFileSync(join(cdir(dir, "t"), latestOf(dir, "t").log), "utf8")).toBe(atThaw);
+      expect(readText(pathJoin(cdir(dir, "t"), latestOf(dir, "t").log))).toBe(atThaw);
     }
   });
 

@@ -1,8 +1,8 @@
 // Regressions found by the fuzzer (src/snapshot/fuzz/) and by reading the
 // reader: each was a way for an image to make decoding throw something other
 // than a SnapshotError, take quadratic time, or allocate ahead of its bytes.
-import { crc32 } from "node:zlib";
 import { describe, expect, it } from "vitest";
+import { concatBytes } from "../bytes.ts";
 import { SnapshotError } from "../errors.ts";
 import { LIMITS, RECORD_HEADER } from "./format.ts";
 import { decodeSnapshot, Hashing, type ImageMeta, SnapshotReader, SnapshotWriter, type VmRecord } from "./mod.ts";
@@ -29,7 +29,7 @@ function image(write: (w: SnapshotWriter) => void): Uint8Array {
   const w = new SnapshotWriter(hashing, (c) => parts.push(c.slice()));
   write(w);
   w.finish();
-  return Buffer.concat(parts);
+  return concatBytes(parts);
 }
 
 describe("SnapshotReader regressions", () => {
@@ -95,7 +95,7 @@ describe("JSON payloads", () => {
     dv.setUint16(0, 1, true);
     dv.setUint32(4, json.length, true);
     rec.set(json, RECORD_HEADER);
-    dv.setUint32(RECORD_HEADER + json.length, crc32(json, crc32(rec.subarray(0, RECORD_HEADER))), true);
+    dv.setUint32(RECORD_HEADER + json.length, hashing.crc32(rec.subarray(0, RECORD_HEADER), json), true);
     const r = new SnapshotReader(hashing, { name: "bom" });
     r.push(image(() => {}).subarray(0, 16));
     expect(() => r.push(rec)).toThrow(/record 0 \(META\) at offset 16: bad JSON/);

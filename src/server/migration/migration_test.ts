@@ -1,12 +1,10 @@
 // Migration between two daemons in one process: each a Daemon with its own
 // state directory and app, the source's outgoing requests handed to the
 // target's `app.request` (faults are injected in between).
-import * as fs from "node:fs";
-import * as os from "node:os";
-import * as path from "node:path";
 import type { Hono } from "hono";
 import { afterEach, describe, expect, it } from "vitest";
 import { createHost } from "../../host/mod.ts";
+import { byteLength, tempDir } from "../../host/testing.ts";
 import { createApp } from "../app.ts";
 import { Daemon } from "../daemon.ts";
 import type { MigrationReport } from "./source.ts";
@@ -48,7 +46,7 @@ async function cluster(names: string[], opts: { migrationTimeout?: number } = {}
     return hook.fn ? hook.fn(url, init, forward) : forward();
   };
   for (const name of names) {
-    const daemon = await Daemon.open({ host, stateDir: fs.mkdtempSync(path.join(os.tmpdir(), `crvm-migrate-${name}-`)), fetch, ...opts });
+    const daemon = await Daemon.open({ host, stateDir: tempDir(`crvm-migrate-${name}-`), fetch, ...opts });
     opened.push(daemon);
     const token = `token-of-${name}-0123456789`;
     const app = createApp(daemon, { token });
@@ -179,10 +177,10 @@ describe("migration between two daemons (in process)", () => {
     // The source's follower ended at the hand-over; the source has nothing left.
     const first = await before;
     expect((await a.call("GET", "/v1/containers/t")).status).toBe(404);
-    expect(fs.existsSync(a.daemon.state.dir("t"))).toBe(false);
+    expect(host.fs.exists(a.daemon.state.dir("t"))).toBe(false);
     expect((await exited(b, "t")).exitCode).toBe(0);
     const second = await log(b, "t");
-    expect(second.start).toBe(Buffer.byteLength(first));
+    expect(second.start).toBe(byteLength(first));
     expect(first.length).toBeGreaterThan(0);
     expect(first + second.text).toBe(expected);
     expect(b.daemon.state.loadDef("t")?.state).toBe("exited");
@@ -203,12 +201,12 @@ describe("migration between two daemons (in process)", () => {
     await until("some ticks", async () => (await a.json("GET", "/v1/containers/t")).log.end > 50);
     await migrated(a, b, "t");
     const onB = follow(b, "t");
-    await until("ticks on b", async () => (await b.json("GET", "/v1/containers/t")).log.end > Buffer.byteLength(await onA) + 50);
+    await until("ticks on b", async () => (await b.json("GET", "/v1/containers/t")).log.end > byteLength(await onA) + 50);
     await migrated(b, a, "t");
     expect((await exited(a, "t")).exitCode).toBe(0);
     const back = await log(a, "t");
     expect((await onA) + (await onB) + back.text).toBe(expected);
-    expect(back.start).toBe(Buffer.byteLength((await onA) + (await onB)));
+    expect(back.start).toBe(byteLength((await onA) + (await onB)));
   });
 
   it("does not send what the target has: the module and the pages of a container it runs", async () => {
@@ -388,9 +386,9 @@ describe("migration between two daemons (in process)", () => {
     expect((await a.call("GET", "/v1/containers/t")).status).toBe(404);
     const x = await b.json("GET", "/v1/containers/t");
     expect(x.status).toBe("migrating");
-    expect(x.log.end).toBe(Buffer.byteLength(first));
+    expect(x.log.end).toBe(byteLength(first));
     await sleep(200);
-    expect((await b.json("GET", "/v1/containers/t")).log.end).toBe(Buffer.byteLength(first));
+    expect((await b.json("GET", "/v1/containers/t")).log.end).toBe(byteLength(first));
     expect((await b.call("DELETE", "/v1/containers/t")).status).toBe(409);
     // Not in the state directory yet: a restarted target would not run it either.
     expect(b.daemon.state.loadDef("t")).toBeNull();

@@ -20,6 +20,7 @@ import { crc32, gunzipSync } from "node:zlib";
 import fc from "fast-check";
 import { createXXHash128 } from "hash-wasm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { concatBytes } from "../../bytes.ts";
 import { encodeJson } from "../../cli/inspect.ts";
 import { SnapshotError } from "../../errors.ts";
 import { CRC_SIZE, HEADER_SIZE, Kind, LIMITS, MAGIC, PAGE_ID_SIZE, RECORD_HEADER } from "../format.ts";
@@ -461,17 +462,7 @@ function frame(frames: Frame[], trailer = true, version = FORMAT_VERSION): Uint8
     count++;
   }
   if (trailer) trailerRecord();
-  return concat(parts);
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+  return concatBytes(parts);
 }
 
 // ---------------------------------------------------------------- records as values, written with SnapshotWriter
@@ -526,9 +517,9 @@ function write(rs: Rec[]): Uint8Array {
     else if (r.kind === "VM") w.vm(r.vm as Any);
     else if (plain) w.finish();
   }
-  if (plain) return concat(parts);
+  if (plain) return concatBytes(parts);
   // Where each trailer goes, counted in written records (a deduplicated PAGE writes none).
-  const frames: Frame[] = split(concat(parts)).frames;
+  const frames: Frame[] = split(concatBytes(parts)).frames;
   const written = rs.filter((r) => r.kind !== "TRAILER").length === frames.length;
   const at = trailers.map((i) => (written ? i - trailers.filter((j) => j < i).length : frames.length));
   const out: Frame[] = [];
@@ -915,8 +906,8 @@ const soup = fc.gen().map((g) => {
 /** Bytes that are not an image: random, or random after a valid header. */
 const randomBytes = fc.oneof(
   fc.uint8Array({ maxLength: 2048 }).map((b) => input("random", b)),
-  fc.uint8Array({ maxLength: 2048 }).map((b) => input("header + random", concat([frame([], false).subarray(0, HEADER_SIZE), b]))),
-  fc.uint8Array({ maxLength: 64 }).map((b) => input("magic + random", concat([MAGIC, b]))),
+  fc.uint8Array({ maxLength: 2048 }).map((b) => input("header + random", concatBytes([frame([], false).subarray(0, HEADER_SIZE), b]))),
+  fc.uint8Array({ maxLength: 64 }).map((b) => input("magic + random", concatBytes([MAGIC, b]))),
 );
 
 /** Any input the other generators make, for the streaming and allocation properties. */
@@ -1168,7 +1159,7 @@ describe("allocation", () => {
         new DataView(h.buffer).setUint16(0, kind, true);
         new DataView(h.buffer).setUint32(4, len, true);
         const meta = split(fx("tiny").bytes).frames[0]!;
-        return input(`META, then kind ${kind} stating ${len} bytes`, concat([frame([meta], false), h, rest]));
+        return input(`META, then kind ${kind} stating ${len} bytes`, concatBytes([frame([meta], false), h, rest]));
       });
     fc.assert(
       fc.property(fc.oneof(lying, anyInput()), chunkSizes, ({ bytes }, chunks) => {
