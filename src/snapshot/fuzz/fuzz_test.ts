@@ -16,18 +16,19 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { promisify } from "node:util";
-import { crc32, gunzipSync } from "node:zlib";
+import { gunzipSync } from "node:zlib";
 import fc from "fast-check";
-import { createXXHash128 } from "hash-wasm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { concatBytes } from "../../bytes.ts";
 import { encodeJson } from "../../cli/inspect.ts";
 import { SnapshotError } from "../../errors.ts";
-import { CRC_SIZE, HEADER_SIZE, Kind, LIMITS, MAGIC, PAGE_ID_SIZE, RECORD_HEADER } from "../format.ts";
+import { HEADER_SIZE, Kind, LIMITS, MAGIC, PAGE_ID_SIZE, RECORD_HEADER } from "../format.ts";
 import {
   bytesToHex, decodeSnapshot, decodeSnapshotStream, FORMAT_VERSION, Hashing, PAGE_SIZE, type RawRecord, type SnapshotImage, SnapshotReader,
   SnapshotWriter,
 } from "../mod.ts";
+import { type Frame, split, TRAILER_HERE, frame } from "./_test_framing.ts";
+import { violations } from "./_test_invariants.ts";
 
 // ---------------------------------------------------------------- scale
 
@@ -209,261 +210,8 @@ function sound(bytes: Uint8Array): Outcome {
   return o;
 }
 
-// ---------------------------------------------------------------- invariants
-
-const HEX32 = /^[0-9a-f]{32}$/;
-const HEX64 = /^[0-9a-f]{64}$/;
-const isInt = (x: unknown, min = 0, max = 2 ** 53): x is number => typeof x === "number" && Number.isInteger(x) && x >= min && x <= max && !Object.is(x, -0);
-const isDecimal = (x: unknown, signed = false) => typeof x === "string" && (signed ? /^-?\d{1,30}$/ : /^\d{1,30}$/).test(x);
-const isBool = (x: unknown) => typeof x === "boolean";
-const isStr = (x: unknown, max = 4096) => typeof x === "string" && x.length <= max;
-/** "/" or "/a/b": components without "/", none "." or "..". */
-const isGroupPath = (x: unknown) => isStr(x) && (x === "/" || (/^(\/[^/]+)+$/.test(x as string) && !(x as string).split("/").some((c) => c === "." || c === "..")));
-
-/** The first node whose parent links loop, by brute force (the checker may be slow, not wrong). */
-function loops<K>(nodes: K[], parent: (k: K) => K | undefined): K | undefined {
-  for (const n of nodes) {
-    const seen = new Set<K>();
-    for (let k: K | undefined = n; k !== undefined; k = parent(k)) {
-      if (seen.has(k)) return n;
-      seen.add(k);
-    }
-  }
-  return undefined;
-}
-
-/** Every rule of the format a decoded image breaks (empty: none). */
-function violations(img: SnapshotImage): string[] {
-  const out: string[] = [];
-  const bad = (s: string) => void out.push(s);
-  const m = img.meta;
-  if (!HEX32.test(m.id) || !isStr(m.crvmVersion, 64) || !isStr(m.createdAt, 64) || !isStr(m.runtime, 128) || !isDecimal(m.monotonicNs)) bad("meta fields");
-  if (m.parent !== undefined && (!HEX32.test(m.parent.id) || !HEX32.test(m.parent.digest) || !isStr(m.parent.path) || m.parent.path === "")) bad("meta parent");
-  const moduleIds = new Set<number>();
-  for (const mod of img.modules) {
-    if (!isInt(mod.id, 0, 2 ** 31) || moduleIds.has(mod.id)) bad(`module id ${mod.id}`);
-    moduleIds.add(mod.id);
-    if (!isStr(mod.name) || !HEX64.test(mod.sourceHash) || !HEX64.test(mod.wasmHash) || !isInt(mod.passVersion)) bad(`module ${mod.id} fields`);
-    if (mod.inherited && !m.parent) bad(`module ${mod.id} inherited without a parent`);
-  }
-  for (const [id, data] of img.pages) {
-    if (data.length !== PAGE_SIZE || hashing.pageId(data) !== id) bad(`page ${id} content`);
-  }
-  const vm = img.vm;
-  const blob = (id: unknown) => isInt(id, 0, 2 ** 31) && img.blobs.has(id);
-  // Inodes: ids in order, blobs that exist with the recorded size, a directory tree.
-  for (const [i, n] of vm.inodes.entries()) {
-    if (n.id !== i || !isDecimal(n.ino) || !Array.isArray(n.times) || n.times.length !== 3 || !n.times.every((t) => isDecimal(t, true))) bad(`inode ${i} fields`);
-    if (n.type === "file") {
-      if (n.data === null ? n.size !== 0 : !blob(n.data) || img.blobs.get(n.data)!.length !== n.size) bad(`inode ${i} data`);
-      if (!isInt(n.nlink)) bad(`inode ${i} nlink`);
-    } else if (n.type === "symlink") {
-      if (!isStr(n.target) || !isInt(n.nlink)) bad(`inode ${i} symlink`);
-    } else if (n.type === "dir") {
-      const names = new Set<string>();
-      for (const [name, child, cookie] of n.entries) {
-        if (!isStr(name) || name === "" || name === "." || name === ".." || name.includes("/") || names.has(name)) bad(`inode ${i} entry name ${JSON.stringify(name)}`);
-        names.add(name);
-        const c = vm.inodes[child];
-        if (!isInt(child, 0, 2 ** 31) || !c) bad(`inode ${i} entry ${name} → ${child}`);
-        else if (c.type === "dir" && c.parent !== i) bad(`inode ${i} entry ${name}: directory ${child} has parent ${c.parent}`);
-        if (!isDecimal(cookie)) bad(`inode ${i} cookie`);
-      }
-      if (n.parent !== null && vm.inodes[n.parent]?.type !== "dir") bad(`inode ${i} parent ${n.parent}`);
-      if (!isDecimal(n.nextCookie) || !isBool(n.removed)) bad(`inode ${i} dir fields`);
-    } else bad(`inode ${i} type`);
-  }
-  const dirs = vm.inodes.filter((n) => n.type === "dir").map((n) => n.id);
-  const parentDir = (k: number) => {
-    const n = vm.inodes[k];
-    return n?.type === "dir" && n.parent !== null ? n.parent : undefined;
-  };
-  if (loops(dirs, parentDir) !== undefined) bad("directory parents loop");
-  const linked = new Map<number, number>();
-  for (const n of vm.inodes) {
-    if (n.type !== "dir") continue;
-    for (const [, child] of n.entries) if (vm.inodes[child]?.type === "dir") linked.set(child, (linked.get(child) ?? 0) + 1);
-  }
-  for (const [d, count] of linked) if (count > 1) bad(`directory ${d} linked ${count} times`);
-  // Open files: ids in order, references of the right kind.
-  const inodeOf = (id: unknown, type: string) => isInt(id, 0, 2 ** 31) && vm.inodes[id]?.type === type;
-  for (const [i, f] of vm.files.entries()) {
-    if (f.id !== i) bad(`file ${i} id`);
-    switch (f.kind) {
-      case "stdin":
-        if ((f.buffered !== null && !blob(f.buffered)) || !isBool(f.eof)) bad(`file ${i} stdin`);
-        break;
-      case "stdout":
-      case "stderr":
-        break;
-      case "mempreopen":
-        if (!inodeOf(f.inode, "dir") || !isStr(f.name)) bad(`file ${i} mempreopen`);
-        break;
-      case "memdir":
-        if (!inodeOf(f.inode, "dir") || !inodeOf(f.root, "dir")) bad(`file ${i} memdir`);
-        break;
-      case "memfile":
-        if (!inodeOf(f.inode, "file") || !isDecimal(f.pos) || !isInt(f.fdflags)) bad(`file ${i} memfile`);
-        break;
-      case "hostpreopen":
-        if (!isStr(f.guestPath) || !isStr(f.hostPath)) bad(`file ${i} hostpreopen`);
-        break;
-      case "hostdir":
-        if (vm.files[f.preopen]?.kind !== "hostpreopen" || !isStr(f.rel)) bad(`file ${i} hostdir`);
-        break;
-      case "hostfile":
-        if (vm.files[f.preopen]?.kind !== "hostpreopen" || !isDecimal(f.pos) || !isDecimal(f.size) || !isDecimal(f.mtimeNs, true)) bad(`file ${i} hostfile`);
-        break;
-      case "piperead":
-      case "pipewrite":
-        if (!isInt(f.pipe, 0, 2 ** 31) || f.pipe >= (vm.pipes?.length ?? 0) || !isBool(f.nonblock)) bad(`file ${i} ${f.kind}`);
-        break;
-      case "cgrouppreopen":
-        break;
-      case "cgroupdir":
-        if (f.group !== null && !isGroupPath(f.group)) bad(`file ${i} cgroupdir`);
-        break;
-      case "cgroupfile":
-        if ((f.group !== null && !isGroupPath(f.group)) || !["cgroup.procs", "cgroup.freeze", "cgroup.events"].includes(f.name)) bad(`file ${i} cgroupfile`);
-        if (f.group === "/" && f.name !== "cgroup.procs") bad(`file ${i} cgroupfile on the root group`);
-        if (!isDecimal(f.pos) || !isBool(f.readable) || !isBool(f.writable) || !isInt(f.fdflags) || (f.content !== null && !blob(f.content))) bad(`file ${i} cgroupfile fields`);
-        break;
-      default:
-        bad(`file ${i} kind`);
-    }
-  }
-  for (const [i, p] of (vm.pipes ?? []).entries()) {
-    if (p.id !== i || !isInt(p.capacity, 1, 1 << 24)) bad(`pipe ${i} fields`);
-    if (p.data !== null && (!blob(p.data) || img.blobs.get(p.data)!.length > p.capacity)) bad(`pipe ${i} data`);
-  }
-  if (vm.maxTasks !== undefined && !isInt(vm.maxTasks, 1, LIMITS.tasks)) bad("maxTasks");
-  // Tasks and zombies: unique pids below nextPid, a tree, references that resolve, pages inside memory.
-  const pids = new Set<number>();
-  for (const z of vm.zombies ?? []) {
-    if (!isInt(z.pid, 1, 2 ** 31) || pids.has(z.pid) || z.pid >= vm.nextPid) bad(`zombie ${z.pid} pid`);
-    pids.add(z.pid);
-    if (!isInt(z.code, 0, 2 ** 32) || (z.signal !== null && !isInt(z.signal, 0, 64))) bad(`zombie ${z.pid} status`);
-  }
-  if (!isInt(vm.nextPid, 1, 2 ** 31) || !isDecimal(vm.nextIno) || vm.tasks.length === 0) bad("vm fields");
-  for (const t of vm.tasks) {
-    const w = `task ${t.pid}`;
-    if (!isInt(t.pid, 1, 2 ** 31) || pids.has(t.pid) || t.pid >= vm.nextPid) bad(`${w} pid`);
-    pids.add(t.pid);
-    if (!moduleIds.has(t.moduleId)) bad(`${w} module ${t.moduleId}`);
-    if (!blob(t.frames)) bad(`${w} frames ${t.frames}`);
-    if (!isInt(t.memory.pages, 0, LIMITS.memoryPages)) bad(`${w} memory size`);
-    let last = -1;
-    for (const [index, id] of t.memory.map) {
-      if (!isInt(index, 0, 2 ** 53) || index >= t.memory.pages || index <= last) bad(`${w} page index ${index}`);
-      last = index;
-      if (!HEX32.test(id) || (!img.pages.has(id) && !m.parent)) bad(`${w} page ${index} → ${id}`);
-    }
-    const fds = new Set<number>();
-    for (const [fd, file] of t.fds) {
-      if (!isInt(fd, 0, LIMITS.fds) || fds.has(fd) || !isInt(file, 0, 2 ** 31) || file >= vm.files.length) bad(`${w} fd ${fd}`);
-      fds.add(fd);
-    }
-    const names = new Set<string>();
-    for (const [name, g] of t.globals) {
-      if (!isStr(name, 1024) || names.has(name)) bad(`${w} global ${name} twice`);
-      names.add(name);
-      const ok = g.type === "i64"
-        ? /^-?\d{1,19}$/.test(g.value) && BigInt(g.value) >= -(2n ** 63n) && BigInt(g.value) < 2n ** 63n
-        : g.type === "num" && /^(NaN|-?Infinity|-?\d+(\.\d+)?(e[+-]\d+)?)$/.test(g.value);
-      if (!ok) bad(`${w} global ${name} value ${JSON.stringify(g.value)}`);
-    }
-    if (!isStr(t.pending.call, 256)) bad(`${w} pending`);
-    if (t.pending.join !== undefined && !isInt(t.pending.join, -1, 2 ** 31)) bad(`${w} join`);
-    if (t.stopped !== undefined && !isBool(t.stopped)) bad(`${w} stopped`);
-    if (!t.args.every((a) => typeof a === "string") || !t.env.every((a) => typeof a === "string")) bad(`${w} args`);
-  }
-  const everyone = [...vm.tasks, ...(vm.zombies ?? [])];
-  for (const t of everyone) if (t.ppid !== 0 && !pids.has(t.ppid)) bad(`task ${t.pid} parent ${t.ppid}`);
-  const ppid = new Map(everyone.map((t) => [t.pid, t.ppid]));
-  if (loops([...pids], (p) => (ppid.get(p) || undefined)) !== undefined) bad("parent links loop");
-  return out;
-}
-
-// ---------------------------------------------------------------- framing (from the spec, not from encode.ts)
-
-interface Frame {
-  kind: number;
-  flags: number;
-  payload: Uint8Array;
-}
-
-/** The records of an image, split by the framing of docs/snapshot-format.md (no checks). */
-function split(bytes: Uint8Array): { frames: Frame[]; offsets: number[] } {
-  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const frames: Frame[] = [];
-  const offsets: number[] = [];
-  for (let at = HEADER_SIZE; at + RECORD_HEADER <= bytes.length;) {
-    const len = dv.getUint32(at + 4, true);
-    offsets.push(at);
-    frames.push({ kind: dv.getUint16(at, true), flags: dv.getUint16(at + 2, true), payload: bytes.subarray(at + RECORD_HEADER, at + RECORD_HEADER + len) });
-    at += RECORD_HEADER + len + CRC_SIZE;
-  }
-  return { frames, offsets };
-}
-
 /** The writer's hashes, for `write()`. */
 const digester = await Hashing.create();
-/** XXH128 straight from hash-wasm, for `frame()`: the spec's digest, computed apart from src/snapshot/hashing.ts. */
-const xxh128 = await createXXHash128();
-/** In `frame()`'s input: a trailer right for the records before it. */
-const TRAILER_HERE: Frame = { kind: Kind.Trailer, flags: 0, payload: new Uint8Array(0) };
-
-/**
- * Frames records as the spec says: header, each record with its CRC-32 (a
- * PAGE's over its header and id only), then, unless `trailer` is false, a
- * trailer whose count, length and digest are right for what precedes it.
- */
-function frame(frames: Frame[], trailer = true, version = FORMAT_VERSION): Uint8Array {
-  const parts: Uint8Array[] = [];
-  const head = new Uint8Array(HEADER_SIZE);
-  head.set(MAGIC);
-  new DataView(head.buffer).setUint32(8, version, true);
-  parts.push(head);
-  const d = xxh128.init();
-  let length = HEADER_SIZE;
-  const record = (kind: number, flags: number, payload: Uint8Array): Uint8Array => {
-    const h = new Uint8Array(RECORD_HEADER);
-    const dv = new DataView(h.buffer);
-    dv.setUint16(0, kind, true);
-    dv.setUint16(2, flags, true);
-    dv.setUint32(4, payload.length, true);
-    const covered = kind === Kind.Page ? payload.subarray(0, PAGE_ID_SIZE) : payload;
-    const t = new Uint8Array(CRC_SIZE);
-    new DataView(t.buffer).setUint32(0, crc32(covered, crc32(h)), true); // zlib's CRC-32, not the one the code uses
-    parts.push(h, payload, t);
-    length += RECORD_HEADER + payload.length + CRC_SIZE;
-    return h;
-  };
-  let count = 0;
-  const trailerRecord = () => {
-    const p = new Uint8Array(28);
-    const dv = new DataView(p.buffer);
-    dv.setUint32(0, count, true);
-    dv.setBigUint64(4, BigInt(length), true);
-    p.set(d.digest("binary"), 12);
-    d.init(); // only a decoder that wrongly reads on needs what follows to hash to anything
-    record(Kind.Trailer, 0, p);
-    count++;
-  };
-  for (const f of frames) {
-    if (f === TRAILER_HERE) {
-      trailerRecord();
-      continue;
-    }
-    const h = record(f.kind, f.flags, f.payload);
-    d.update(h);
-    if (f.kind === Kind.Page) d.update(f.payload.subarray(0, PAGE_ID_SIZE));
-    d.update(parts[parts.length - 1]!);
-    count++;
-  }
-  if (trailer) trailerRecord();
-  return concatBytes(parts);
-}
 
 // ---------------------------------------------------------------- records as values, written with SnapshotWriter
 
