@@ -192,7 +192,7 @@ export class CgroupFileFd extends FileFdBase {
     return `populated ${fz.populated(g) ? 1 : 0}\nfrozen ${frozen ? 1 : 0}\n`;
   }
 
-  #readAt(size: number, at: bigint): { ret: number; data: Uint8Array } {
+  protected override readAt(size: number, at: bigint): { ret: number; data: Uint8Array } {
     if (!this.readable) return { ret: wasi.ERRNO_BADF, data: new Uint8Array(0) };
     const g = this.group;
     if (g === null) return { ret: wasi.ERRNO_NODEV, data: new Uint8Array(0) };
@@ -244,14 +244,6 @@ export class CgroupFileFd extends FileFdBase {
     return g !== null && this.host.freezer.thawBlocked(g);
   }
 
-  override fd_read(size: number) {
-    const r = this.#readAt(size, this.pos);
-    this.pos += BigInt(r.data.length);
-    return r;
-  }
-  override fd_pread(size: number, offset: bigint) {
-    return this.#readAt(size, offset);
-  }
   override fd_write(data: Uint8Array) {
     const r = this.#write(data);
     if (r.ret === 0) this.pos += BigInt(r.nwritten);

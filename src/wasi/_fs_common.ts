@@ -108,6 +108,17 @@ export abstract class FileFdBase extends CrvmFd {
 
   /** The file's current size, for SEEK_END (an errno if it cannot be had). */
   protected abstract currentSize(): { ret: number; size: bigint };
+  /** Up to `size` bytes at offset `at` (an errno and no bytes if they cannot be read). */
+  protected abstract readAt(size: number, at: bigint): { ret: number; data: Uint8Array };
+
+  override fd_read(size: number) {
+    const r = this.readAt(size, this.pos);
+    this.pos += BigInt(r.data.length);
+    return r;
+  }
+  override fd_pread(size: number, offset: bigint) {
+    return this.readAt(size, offset);
+  }
 
   override fd_seek(offset: bigint, whence: number) {
     let base: bigint;

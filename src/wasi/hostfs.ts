@@ -107,7 +107,7 @@ export class HostFileFd extends FileFdBase {
     this.hfd = hfd;
   }
 
-  #readAt(size: number, at: bigint): { ret: number; data: Uint8Array } {
+  protected override readAt(size: number, at: bigint): { ret: number; data: Uint8Array } {
     if (!this.readable) return { ret: wasi.ERRNO_BADF, data: new Uint8Array(0) };
     const buf = new Uint8Array(Math.min(size, MAX_READ));
     let n = 0;
@@ -129,14 +129,6 @@ export class HostFileFd extends FileFdBase {
     return { ret, end: pos + BigInt(data.length) };
   }
 
-  override fd_read(size: number) {
-    const r = this.#readAt(size, this.pos);
-    this.pos += BigInt(r.data.length);
-    return r;
-  }
-  override fd_pread(size: number, offset: bigint) {
-    return this.#readAt(size, offset);
-  }
   override fd_write(data: Uint8Array) {
     const r = this.#writeAt(data, this.append ? null : this.pos);
     if (r.ret !== 0) return { ret: r.ret, nwritten: 0 };

@@ -44,7 +44,7 @@ export class MemFileFd extends FileFdBase {
     this.file = file;
   }
 
-  #readAt(size: number, at: bigint): { ret: number; data: Uint8Array } {
+  protected override readAt(size: number, at: bigint): { ret: number; data: Uint8Array } {
     if (!this.readable) return { ret: wasi.ERRNO_BADF, data: new Uint8Array(0) };
     const f = this.file;
     if (at >= BigInt(f.size)) return { ret: 0, data: new Uint8Array(0) };
@@ -73,14 +73,6 @@ export class MemFileFd extends FileFdBase {
     return { ret: 0, end };
   }
 
-  override fd_read(size: number) {
-    const r = this.#readAt(size, this.pos);
-    this.pos += BigInt(r.data.length);
-    return r;
-  }
-  override fd_pread(size: number, offset: bigint) {
-    return this.#readAt(size, offset);
-  }
   override fd_write(data: Uint8Array) {
     const r = this.#writeAt(data, this.append ? BigInt(this.file.size) : this.pos);
     if (r.ret !== 0) return { ret: r.ret, nwritten: 0 };
