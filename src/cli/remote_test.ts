@@ -1,30 +1,28 @@
-import * as fs from "node:fs";
-import * as http from "node:http";
-import * as os from "node:os";
-import * as path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { createHost, type Host } from "../host/mod.ts";
+import { createHost, type Host, type HttpServer, serveHttp } from "../host/mod.ts";
+import { tempDir, textOf } from "../host/testing.ts";
 import { Client, normalizeUrl, RemoteError, splitTarget } from "./client.ts";
 import { followLogs, formatTable, formatTree } from "./remote.ts";
 import { baseName } from "./transfer.ts";
 
-const servers: http.Server[] = [];
-afterEach(() => {
-  for (const s of servers.splice(0)) s.closeAllConnections(), s.close();
+const servers: HttpServer[] = [];
+afterEach(async () => {
+  for (const s of servers.splice(0)) await s.close();
 });
 
 /** A loopback server answering with `handler`; resolves with its URL. */
-async function serve(handler: http.RequestListener): Promise<string> {
-  const s = http.createServer(handler);
+async function serve(handler: (req: Request) => Response): Promise<string> {
+  const s = await serveHttp(handler, { hostname: "127.0.0.1", port: 0 });
   servers.push(s);
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  return `http://127.0.0.1:${(s.address() as { port: number }).port}`;
+  return `http://127.0.0.1:${s.port}`;
 }
 
+const files = createHost().fs;
+const writeText = (p: string, text: string) => files.writeFileAtomic(p, new TextEncoder().encode(text));
+
 function hostWithToken(): { host: Host; out: Uint8Array[]; tokenFile: string } {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "crvm-client-"));
-  const tokenFile = path.join(dir, "token");
-  fs.writeFileSync(tokenFile, "0123456789abcdef0123\n");
+  const tokenFile = `${tempDir("crvm-client-")}/token`;
+  writeText(tokenFile, "0123456789abcdef0123\n");
   const out: Uint8Array[] = [];
   const base = createHost();
   return { host: { ...base, stdio: { ...base.stdio, write: (_fd, d) => void out.push(d.slice()) } }, out, tokenFile };
@@ -43,36 +41,40 @@ describe("the daemon client", () => {
   });
 
   it("sends the token and turns the daemon's {error} into a RemoteError, a 401 with a hint", async () => {
-    const url = await serve((req, res) => {
-      const ok = req.headers.authorization === "Bearer 0123456789abcdef0123";
-      res.writeHead(ok ? 404 : 401, { "Content-Type": "application/json" });
-      res.end(JSON.stringify({ error: ok ? 'no container "x"' : "invalid token" }));
+    const url = await serve((req) => {
+      const ok = req.headers.get("authorization") === "Bearer 0123456789abcdef0123";
+      return Response.json({ error: ok ? 'no container "x"' : "invalid token" }, { status: ok ? 404 : 401 });
     });
     const { host, tokenFile } = hostWithToken();
     const err = await Client.open(host, { url, tokenFile }).json("GET", "/v1/containers/x").catch((e) => e);
     expect(err).toBeInstanceOf(RemoteError);
     expect(err.message).toBe('no container "x"');
     expect(err.status).toBe(404);
-    fs.writeFileSync(tokenFile, "another-token-of-enough-length");
+    writeText(tokenFile, "another-token-of-enough-length");
     const denied = await Client.open(host, { url, tokenFile }).json("GET", "/v1/containers").catch((e) => e);
     expect(denied.message).toMatch(/^invalid token: .*--token-file/);
   });
 
   it("a followed log whose connection breaks continues from where it stopped, without a byte lost or doubled", async () => {
     const asked: string[] = [];
-    const url = await serve((req, res) => {
-      asked.push(req.url!);
-      const from = Number(new URL(req.url!, "http://x").searchParams.get("from") ?? 0);
-      res.writeHead(200, { "Content-Type": "application/octet-stream", "X-Crvm-Log-Start": String(from) });
-      if (from === 0) {
-        res.write("tick 1\ntick 2\n");
-        // Then the connection dies mid-body, as when Node's fetch gives up on a silent body.
-        setTimeout(() => res.socket?.destroy(), 100);
-      } else res.end("tick 3\nok\n");
+    const url = await serve((req) => {
+      const u = new URL(req.url);
+      asked.push(u.pathname + u.search);
+      const from = Number(u.searchParams.get("from") ?? 0);
+      const headers = { "Content-Type": "application/octet-stream", "X-Crvm-Log-Start": String(from) };
+      if (from !== 0) return new Response("tick 3\nok\n", { headers });
+      const body = new ReadableStream<Uint8Array>({
+        start(c) {
+          c.enqueue(new TextEncoder().encode("tick 1\ntick 2\n"));
+          // Then the connection dies mid-body, as when Node's fetch gives up on a silent body.
+          setTimeout(() => c.error(new Error("connection lost")), 100);
+        },
+      });
+      return new Response(body, { headers });
     });
     const { host, out, tokenFile } = hostWithToken();
     await followLogs(host, Client.open(host, { url, tokenFile }), "t", true);
-    expect(Buffer.concat(out).toString()).toBe("tick 1\ntick 2\ntick 3\nok\n");
+    expect(textOf(out)).toBe("tick 1\ntick 2\ntick 3\nok\n");
     expect(asked).toEqual(["/v1/containers/t/logs?follow=1", "/v1/containers/t/logs?from=14&follow=1"]);
   });
 
